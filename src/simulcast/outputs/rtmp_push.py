@@ -1,0 +1,240 @@
+"""RTMP/RTMPS push to one destination: the thin asyncio shell around ``ClientConnection``.
+
+Every unit is serialized once per ``(chunk size, message stream id, chunk stream id)`` and
+cached on the unit, so N pushes with the same negotiated parameters write the same ``bytes``
+object. Timestamps are the session's own (not rebased per connection) precisely so that cache
+can be shared; servers accept a publish whose first timestamp is not zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from simulcast.codecs.rtmp import events as ev
+from simulcast.codecs.rtmp import messages
+from simulcast.codecs.rtmp.connection import ClientConnection
+from simulcast.media.reader import Reader, ReaderClosed, is_metadata
+from simulcast.media.unit import Kind, MediaUnit
+from simulcast.outputs.base import OutputFailed, OutputLink
+
+# A destination that has not taken a byte for this long is treated as gone and reconnected;
+# until then its reader absorbs (and drops) what it cannot take.
+_WRITE_STALL_S = 20.0
+_READ_SIZE = 64 * 1024
+_LINGER_S = 1.5
+_WRITE_HIGH_WATER = 256 * 1024
+_BATCH = 64
+_CSID = {Kind.AUDIO: 6, Kind.VIDEO: 7, Kind.DATA: 5}  # as ClientConnection / nginx-rtmp use
+
+
+@dataclass(frozen=True, slots=True)
+class RtmpTarget:
+    """Where an RTMP push goes, split the way OBS and ffmpeg present it to the server."""
+
+    tls: bool
+    host: str
+    port: int
+    app: str
+    stream_key: str
+
+    @property
+    def tc_url(self) -> str:
+        """The ``tcUrl`` of the ``connect`` command: scheme, host, port and app (no key)."""
+        scheme = "rtmps" if self.tls else "rtmp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/{self.app}"
+
+
+def parse_rtmp_url(url: str) -> RtmpTarget:
+    """Split an ``rtmp://`` or ``rtmps://`` URL into host, port, app and stream key.
+
+    The app is every path segment before the last ``/`` and the stream key is the last segment
+    with the query string kept on it (``rtmp://host/app/inst/key?x=1`` -> app ``app/inst``, key
+    ``key?x=1``). That is OBS's split (its "Server" is the URL up to the app, the key is
+    appended as the play path) and agrees with ffmpeg's heuristic for the one- and two-segment
+    apps every platform uses; ffmpeg would put a fourth segment into the key instead, which no
+    platform we know relies on. Default ports: 1935 for rtmp, 443 for rtmps. Raises
+    :class:`OutputFailed` for URLs no retry can fix.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("rtmp", "rtmps"):
+        raise OutputFailed(f"unsupported URL scheme {parts.scheme!r} (want rtmp or rtmps)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise OutputFailed("invalid port in destination URL") from None
+    if not parts.hostname:
+        raise OutputFailed("destination URL has no host")
+    path = parts.path.strip("/")
+    app, slash, key = path.rpartition("/")
+    if not slash or not app or not key:
+        raise OutputFailed("destination URL needs an app and a stream key: rtmp://host/app/key")
+    if parts.query:
+        key = f"{key}?{parts.query}"
+    tls = scheme == "rtmps"
+    return RtmpTarget(tls, parts.hostname, port or (443 if tls else 1935), app, key)
+
+
+class PushRejected(Exception):
+    """The destination refused ``connect`` or ``publish``, or ended the publish."""
+
+
+class RtmpPush:
+    """One attempt at publishing a session to an RTMP(S) URL (see :class:`Output`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        chunk_size: int = 4096,
+        ca_file: Path | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._chunk_size = chunk_size
+        self._ca_file = ca_file
+        self._connect_timeout = connect_timeout
+
+    async def run(self, reader: Reader, link: OutputLink) -> None:
+        """Connect, publish, then relay ``reader`` until it closes or the destination fails."""
+        target = parse_rtmp_url(self._url)
+        conn = ClientConnection(
+            target.app, target.tc_url, target.stream_key, chunk_size=self._chunk_size
+        )
+        async with asyncio.timeout(self._connect_timeout):
+            sock_reader, writer = await asyncio.open_connection(
+                target.host,
+                target.port,
+                ssl=self._tls_context() if target.tls else None,
+                server_hostname=target.host if target.tls else None,
+            )
+        try:
+            writer.transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+            async with asyncio.timeout(self._connect_timeout):
+                await self._publish(conn, sock_reader, writer)
+            link.connected()
+            await self._relay(conn, reader, sock_reader, writer, link)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Certificate and host name are verified like any TLS client (SNI via server_hostname).
+        return ssl.create_default_context(cafile=self._ca_file)
+
+    async def _publish(
+        self, conn: ClientConnection, sock: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        conn.initiate()
+        while True:
+            writer.write(conn.data_to_send())
+            await writer.drain()
+            data = await sock.read(_READ_SIZE)
+            if not data:
+                raise ConnectionError("destination closed the connection while connecting")
+            for event in conn.receive_data(data):
+                if isinstance(event, ev.ConnectFailed | ev.PublishFailed):
+                    raise PushRejected(f"{event.code}: {event.description}".strip(": "))
+                if isinstance(event, ev.PublishStarted):
+                    writer.write(conn.data_to_send())
+                    return
+
+    async def _relay(
+        self,
+        conn: ClientConnection,
+        reader: Reader,
+        sock: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: OutputLink,
+    ) -> None:
+        # The destination still talks (acks, pings, onStatus errors): listen while sending.
+        listener = asyncio.create_task(self._listen(conn, sock, writer))
+        sender = asyncio.create_task(self._send(conn, reader, writer, link))
+        try:
+            done, _ = await asyncio.wait({listener, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise the failure that ended the attempt
+        finally:
+            for task in (listener, sender):
+                task.cancel()
+            await asyncio.gather(listener, sender, return_exceptions=True)
+        # The stream ended: say goodbye like ffmpeg does, then close gracefully.
+        conn.unpublish()
+        writer.write(conn.data_to_send())
+        await _linger(sock, writer)
+
+    async def _listen(
+        self, conn: ClientConnection, sock: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            data = await sock.read(_READ_SIZE)
+            if not data:
+                raise ConnectionError("destination closed the connection")
+            for event in conn.receive_data(data):
+                if isinstance(event, ev.StatusEvent) and event.level == "error":
+                    raise PushRejected(f"{event.code}: {event.description}".strip(": "))
+            out = conn.data_to_send()
+            if out:
+                writer.write(out)  # acks and pongs: tiny, drained by the sender
+
+    async def _send(
+        self,
+        conn: ClientConnection,
+        reader: Reader,
+        writer: asyncio.StreamWriter,
+        link: OutputLink,
+    ) -> None:
+        msid = conn.msid
+        chunk_size = conn.chunk_size
+        while True:
+            try:
+                batch = await reader.get_batch(_BATCH)
+            except ReaderClosed:
+                return
+            wire = [_wire(conn, unit, chunk_size, msid) for unit in batch]
+            # One write (one send syscall) per batch; a single unit keeps its shared bytes.
+            data = wire[0] if len(wire) == 1 else b"".join(wire)
+            if writer.is_closing():
+                raise ConnectionResetError("destination closed the connection")
+            writer.write(data)
+            link.sent(len(data))
+            # Only a backed-up socket needs waiting for; arming a timeout for every batch of
+            # every destination was a measurable share of the relay's CPU (bench/relay.py).
+            if writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(_WRITE_STALL_S):
+                    await writer.drain()
+
+
+async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close and read until the destination closes too (bounded by ``_LINGER_S``).
+
+    Closing a socket whose receive buffer holds unread bytes (the destination's late acks)
+    sends a RST, and a RST makes the destination discard what it had not read yet: the tail of
+    the stream. Sending FIN and draining its answers first delivers every byte.
+    """
+    with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError):
+        async with asyncio.timeout(_LINGER_S):
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            while await sock.read(_READ_SIZE):
+                pass
+
+
+def _wire(conn: ClientConnection, unit: MediaUnit, chunk_size: int, msid: int | None) -> bytes:
+    """The unit's RTMP bytes for this connection, serialized once and shared through the cache."""
+    key = ("rtmp", chunk_size, msid, _CSID[unit.kind])
+    data = unit.wire.get(key)
+    if data is None:
+        payload = unit.payload
+        if is_metadata(unit):
+            payload = messages.add_set_data_frame(payload)  # as ffmpeg publishes metadata
+        data = unit.wire[key] = conn.media_bytes(int(unit.kind), unit.timestamp, payload)
+    return data
