@@ -1,0 +1,5 @@
+"""``python -m simulcast``."""
+
+from simulcast.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""Session rows: opened when a publish is authorized, closed with a reason when it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simulcast.control import security
+from simulcast.control.db.models import Destination, LiveSession, SessionDestination, Stream
+from simulcast.control.timeutil import now_ms
+
+
+async def open_session(
+    session: AsyncSession,
+    *,
+    stream: Stream,
+    destinations: Sequence[Destination],
+    node_id: str,
+    started_ms: int | None = None,
+) -> LiveSession:
+    """Record a new live session and the part each enabled destination takes in it."""
+    started = started_ms if started_ms is not None else now_ms()
+    live = LiveSession(
+        session_id=security.new_session_id(),
+        stream_id=stream.id,
+        account_id=stream.account_id,
+        node_id=node_id,
+        started_ms=started,
+    )
+    session.add(live)
+    await session.flush()
+    for dest in destinations:
+        if dest.enabled and dest.deleted_ms is None:
+            session.add(
+                SessionDestination(
+                    session_pk=live.id,
+                    destination_id=dest.id,
+                    platform=dest.platform,
+                    started_ms=started,
+                )
+            )
+    await session.flush()
+    return live
+
+
+async def live_session_of(session: AsyncSession, *, stream_id: int) -> LiveSession | None:
+    """The open session of a stream, if any."""
+    return await session.scalar(
+        select(LiveSession).where(
+            LiveSession.stream_id == stream_id, LiveSession.ended_ms.is_(None)
+        )
+    )
+
+
+async def by_session_id(session: AsyncSession, *, session_id: str) -> LiveSession | None:
+    """A session by its public id."""
+    return await session.scalar(select(LiveSession).where(LiveSession.session_id == session_id))
+
+
+async def attach_destination(
+    session: AsyncSession, *, live: LiveSession, destination: Destination
+) -> None:
+    """A destination joined a live session (added or enabled mid-session)."""
+    existing = await session.scalar(
+        select(SessionDestination).where(
+            SessionDestination.session_pk == live.id,
+            SessionDestination.destination_id == destination.id,
+        )
+    )
+    if existing is None:
+        session.add(
+            SessionDestination(
+                session_pk=live.id,
+                destination_id=destination.id,
+                platform=destination.platform,
+                started_ms=now_ms(),
+            )
+        )
+    elif existing.ended_ms is not None:
+        # Re-enabled: it counts again from now; the gap is not billed because the meter only
+        # counts minutes a destination was part of the session for.
+        existing.ended_ms = None
+        existing.started_ms = now_ms()
+
+
+async def detach_destination(
+    session: AsyncSession, *, live: LiveSession, destination_id: int
+) -> None:
+    """A destination left a live session (deleted or disabled mid-session)."""
+    await session.execute(
+        update(SessionDestination)
+        .where(
+            SessionDestination.session_pk == live.id,
+            SessionDestination.destination_id == destination_id,
+            SessionDestination.ended_ms.is_(None),
+        )
+        .values(ended_ms=now_ms())
+    )
+
+
+async def close_session(
+    session: AsyncSession, *, live: LiveSession, reason: str, ended_ms: int, bytes_in: int = 0
+) -> None:
+    """Close a session and every destination part still open in it."""
+    live.ended_ms = ended_ms
+    live.end_reason = reason
+    live.bytes_in = max(live.bytes_in, bytes_in)
+    await session.execute(
+        update(SessionDestination)
+        .where(SessionDestination.session_pk == live.id, SessionDestination.ended_ms.is_(None))
+        .values(ended_ms=ended_ms)
+    )
