@@ -1,0 +1,570 @@
+"""Benchmark RTMP fan-out: ``simulcast serve`` vs nginx-rtmp ``push`` vs one ffmpeg per destination.
+
+    python -m bench.relay [--seconds 10] [--warmup 3] [--destinations 1,10,20]
+                          [--profile simulcast-n20.txt]
+
+One run measures the three relays side by side, one after another, on the same source:
+
+* The source is 720p30 H.264 (~4.3 Mb/s) + AAC (160 kb/s), encoded ONCE to an FLV file
+  (cached in the temp directory) so no encoder runs during a measurement. A publisher
+  ``ffmpeg -re -stream_loop -1 -i src.flv -c copy -f flv rtmp://...`` sends it in real time.
+* Every destination is a stream on ONE sink: an nginx-rtmp process with ``application live
+  { live on; }`` (no recording, no players), so a destination costs it almost nothing. Its
+  ``rtmp_stat`` page gives each destination's ``bytes_in``: every destination must receive at
+  least 80 % of the source bitrate during the window or the run fails.
+* The relay under test runs pinned to CPU 0; publisher and sink (and everything else) are
+  pinned to CPU 1.
+
+  - ``simulcast``: a fresh ``simulcast serve`` per N (SQLite, log level WARNING) with one
+    stream of N ``rtmp`` destinations; the publisher publishes to it. Measured: the server
+    process (all its threads).
+  - ``nginx-rtmp``: a fresh nginx with the Debian rtmp module, ``master_process off`` so one
+    process ingests and relays, ``application live { live on; push ...; }`` with N pushes.
+  - ``ffmpeg xN``: N ``ffmpeg -i rtmp://sink/src/KEY -c copy -f flv rtmp://sink/live/KEY_i``
+    processes. The publisher publishes to the sink's own ``src`` application (unmeasured, on
+    CPU 1), and every ffmpeg *pulls* from it: like the other two systems, each relay process
+    parses an incoming RTMP stream and writes an outgoing one; the one-to-many fan-out that the
+    other systems do themselves is done for free by the unmeasured sink. Measured: the sum over
+    the N ffmpeg processes.
+
+CPU time comes from the kernel's per-thread run time (``/proc/PID/task/*/schedstat``,
+nanoseconds), summed over the threads of the measured process(es) across a steady window that
+starts ``--warmup`` seconds after every destination has received data. ``/proc/PID/stat``
+utime+stime (10 ms ticks, too coarse at N=1) is shown next to it as a cross-check. The figure
+of merit is **CPU ms per destination-second**: ``cpu_ms / (N * window_s)``. RSS is summed over
+the measured processes (PSS too, which does not count shared libraries N times).
+
+``--profile PATH``: after the largest-N simulcast window, record the server for another window
+with ``py-spy record -f raw`` (a separate window, so sampling does not inflate the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support import free_port, make_server
+
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+RELAY_CPU = "0"
+OTHER_CPU = "1"
+SOURCE_SECONDS = 20
+MIN_DELIVERY = 0.8  # fraction of the source bitrate every destination must receive
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+NGINX_HEAD = """
+load_module %(module)s;
+master_process off;
+worker_processes 1;
+daemon off;
+error_log %(dir)s/error.log warn;
+pid %(dir)s/nginx.pid;
+events { worker_connections 4096; }
+"""
+SINK_CONF = """
+rtmp {
+  server {
+    listen 127.0.0.1:%(rtmp)d;
+    chunk_size 4096;
+    application live { live on; }
+    application src { live on; wait_key on; wait_video on; }
+  }
+}
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/tmp;
+  proxy_temp_path %(dir)s/tmp;
+  fastcgi_temp_path %(dir)s/tmp;
+  uwsgi_temp_path %(dir)s/tmp;
+  scgi_temp_path %(dir)s/tmp;
+  server {
+    listen 127.0.0.1:%(http)d;
+    location /stat { rtmp_stat all; }
+  }
+}
+"""
+RELAY_CONF = """
+rtmp {
+  server {
+    listen 127.0.0.1:%(rtmp)d;
+    chunk_size 4096;
+    application live {
+      live on;
+%(pushes)s
+    }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One system at one N over one steady window."""
+
+    system: str
+    n: int
+    window_s: float
+    cpu_ns: int  # schedstat run time of the measured threads
+    stat_ticks: int  # utime + stime from /proc/PID/stat
+    rss_kb: int
+    pss_kb: int
+    min_mbps: float  # the slowest destination's received bitrate over the window
+    processes: int
+
+    @property
+    def ms_per_dest_s(self) -> float:
+        return self.cpu_ns / 1e6 / (self.n * self.window_s)
+
+    @property
+    def stat_ms_per_dest_s(self) -> float:
+        return self.stat_ticks * 1000 / CLOCK_TICK / (self.n * self.window_s)
+
+    @property
+    def cpu_percent(self) -> float:
+        return self.cpu_ns / 1e7 / self.window_s
+
+
+# --- /proc ------------------------------------------------------------------------------------
+
+
+def cpu_ns(pid: int) -> int:
+    """On-CPU nanoseconds of every live thread of ``pid`` (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def stat_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of ``pid`` in KiB."""
+    rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
+    pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def pinned(cpu: str, *cmd: str) -> list[str]:
+    """``cmd`` run under ``taskset -c cpu`` (taskset execs, so the pid is the command's)."""
+    return ["taskset", "-c", cpu, *cmd]
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running(cmds: list[list[str]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``cmds``; terminate them all on exit."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for cmd in cmds:
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        yield procs
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def nginx(directory: Path, body: str, cpu: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """One nginx process (``master_process off``) with ``body`` after the common head."""
+    (directory / "tmp").mkdir(parents=True, exist_ok=True)
+    (directory / "logs").mkdir(exist_ok=True)
+    conf = directory / "nginx.conf"
+    conf.write_text(NGINX_HEAD % {"module": RTMP_MODULE, "dir": directory} + body)
+    cmd = pinned(cpu, "nginx", "-c", str(conf), "-p", str(directory))
+    with running([cmd]) as (proc,):
+        wait_port(port, proc, f"nginx ({directory.name})")
+        yield proc
+
+
+def publisher(ffmpeg: str, source: Path, url: str) -> list[str]:
+    """Real-time, looping, ``-c copy`` publish of the pre-encoded source (on CPU 1)."""
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"]
+    return pinned(OTHER_CPU, *cmd, "-i", str(source), "-c", "copy", "-f", "flv", url)
+
+
+def encode_source(ffmpeg: str, path: Path) -> None:
+    """720p30 H.264 ~4.3 Mb/s (2 s GOP) + AAC 160 kb/s stereo, ``SOURCE_SECONDS`` long.
+
+    Noise on the test pattern keeps x264 at its target bitrate, as camera content would.
+    """
+    if path.exists():
+        return
+    print(f"encoding the source once: {path}", flush=True)
+    tmp = path.with_suffix(".part.flv")
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    cmd += ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t"]
+    cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    cmd += ["-t", str(SOURCE_SECONDS), "-pix_fmt", "yuv420p", "-c:v", "libx264"]
+    cmd += ["-preset", "veryfast", "-b:v", "4300k", "-maxrate", "4300k", "-bufsize", "8600k"]
+    cmd += ["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"]
+    cmd += ["-c:a", "aac", "-b:a", "160k", "-ac", "2", "-f", "flv", str(tmp)]
+    subprocess.run(cmd, check=True)
+    tmp.rename(path)
+
+
+def source_mbps(path: Path) -> float:
+    return path.stat().st_size * 8 / 1e6 / SOURCE_SECONDS
+
+
+# --- the sink ---------------------------------------------------------------------------------
+
+
+class Sink:
+    """The nginx-rtmp process every destination publishes to; counts what each one receives."""
+
+    def __init__(self, rtmp_port: int, http_port: int) -> None:
+        self.rtmp_port = rtmp_port
+        self.stat_url = f"http://127.0.0.1:{http_port}/stat"
+
+    def url(self, app: str, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{name}"
+
+    def bytes_in(self, app: str = "live") -> dict[str, int]:
+        """``bytes_in`` per live stream of ``app``."""
+        root = ET.fromstring(httpx.get(self.stat_url, timeout=5).text)
+        out: dict[str, int] = {}
+        for application in root.iter("application"):
+            if application.findtext("name") != app:
+                continue
+            for stream in application.iter("stream"):
+                out[stream.findtext("name", "")] = int(stream.findtext("bytes_in", "0"))
+        return out
+
+    def wait_receiving(self, names: list[str], app: str = "live", timeout: float = 30) -> None:
+        """Until every stream in ``names`` has received data."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = self.bytes_in(app)
+            if all(seen.get(name, 0) > 0 for name in names):
+                return
+            time.sleep(0.2)
+        missing = [n for n in names if self.bytes_in(app).get(n, 0) == 0]
+        raise SystemExit(f"sink: no data for {len(missing)} destination(s), e.g. {missing[:3]}")
+
+
+# --- one measurement --------------------------------------------------------------------------
+
+
+def measure(
+    system: str,
+    n: int,
+    pids: list[int],
+    sink: Sink,
+    names: list[str],
+    warmup: float,
+    window: float,
+    expected_mbps: float,
+) -> Result:
+    """Wait for every destination, warm up, then measure ``pids`` over ``window`` seconds."""
+    sink.wait_receiving(names)
+    time.sleep(warmup)
+    before = sink.bytes_in()
+    t0 = time.monotonic()
+    ns0 = sum(cpu_ns(pid) for pid in pids)
+    ticks0 = sum(stat_ticks(pid) for pid in pids)
+    time.sleep(window)
+    ns1 = sum(cpu_ns(pid) for pid in pids)
+    ticks1 = sum(stat_ticks(pid) for pid in pids)
+    elapsed = time.monotonic() - t0
+    after = sink.bytes_in()
+    memory = [memory_kb(pid) for pid in pids]
+    rates = [(after.get(n_, 0) - before.get(n_, 0)) * 8 / 1e6 / elapsed for n_ in names]
+    slowest = min(rates)
+    if slowest < MIN_DELIVERY * expected_mbps:
+        raise SystemExit(
+            f"{system} N={n}: a destination received only {slowest:.2f} Mb/s "
+            f"(source {expected_mbps:.2f} Mb/s): the relay is not keeping up"
+        )
+    result = Result(
+        system=system,
+        n=n,
+        window_s=elapsed,
+        cpu_ns=ns1 - ns0,
+        stat_ticks=ticks1 - ticks0,
+        rss_kb=sum(m[0] for m in memory),
+        pss_kb=sum(m[1] for m in memory),
+        min_mbps=slowest,
+        processes=len(pids),
+    )
+    print(
+        f"  {system:<10} N={n:<3} {result.ms_per_dest_s:7.3f} ms/dest-s  "
+        f"{result.cpu_percent:5.1f} % CPU  RSS {result.rss_kb / 1024:7.1f} MB  "
+        f"slowest destination {slowest:.2f} Mb/s",
+        flush=True,
+    )
+    return result
+
+
+# --- the three systems ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every system's run shares."""
+
+    ffmpeg: str
+    source: Path
+    sink: Sink
+    work: Path
+    warmup: float
+    window: float
+    expected_mbps: float
+
+    def measure(self, system: str, n: int, pids: list[int], names: list[str]) -> Result:
+        return measure(
+            system, n, pids, self.sink, names, self.warmup, self.window, self.expected_mbps
+        )
+
+
+def run_nginx(bench: Bench, n: int) -> Result:
+    names = [f"nginx{n}_{i}" for i in range(n)]
+    pushes = "\n".join(f"      push {bench.sink.url('live', name)};" for name in names)
+    port = free_port()
+    body = RELAY_CONF % {"rtmp": port, "pushes": pushes}
+    with (
+        nginx(bench.work / f"nginx-relay-{n}", body, RELAY_CPU, port) as relay,
+        running([publisher(bench.ffmpeg, bench.source, f"rtmp://127.0.0.1:{port}/live/in")]),
+    ):
+        return bench.measure("nginx-rtmp", n, [relay.pid], names)
+
+
+def run_ffmpeg(bench: Bench, n: int) -> Result:
+    names = [f"ffmpeg{n}_{i}" for i in range(n)]
+    src = f"ffmpeg{n}"
+    with running([publisher(bench.ffmpeg, bench.source, bench.sink.url("src", src))]):
+        bench.sink.wait_receiving([src], app="src")
+        relays = [
+            pinned(
+                RELAY_CPU,
+                *(bench.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"),
+                *("-i", bench.sink.url("src", src), "-c", "copy", "-f", "flv"),
+                bench.sink.url("live", name),
+            )
+            for name in names
+        ]
+        with running(relays) as procs:
+            return bench.measure("ffmpeg", n, [p.pid for p in procs], names)
+
+
+def run_simulcast(bench: Bench, n: int, profile: Path | None = None) -> Result:
+    names = [f"simulcast{n}_{i}" for i in range(n)]
+    data_dir = bench.work / f"simulcast-{n}"
+    data_dir.mkdir()
+    # Free platforms: the benchmark measures relaying, not the wallet.
+    server = make_server(
+        data_dir, log_level="WARNING", cost_per_platform="0", bandwidth_overage_sats_per_gb="0"
+    )
+    server.start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        subprocess.run(["taskset", "-apc", RELAY_CPU, str(pid)], check=True, capture_output=True)
+        headers = {"Authorization": f"Bearer {server.create_account()}"}
+        destinations = [
+            {"type": "rtmp", "config": {"url": bench.sink.url("live", name)}} for name in names
+        ]
+        response = httpx.post(
+            server.base_url + "/api/streams",
+            headers=headers,
+            json={"label": f"bench-{n}", "destinations": destinations},
+            timeout=10,
+        )
+        response.raise_for_status()
+        stream = response.json()
+        url = server.rtmp_url(stream["streamKey"])
+        with running([publisher(bench.ffmpeg, bench.source, url)]):
+            result = bench.measure("simulcast", n, [pid], names)
+            view = httpx.get(
+                f"{server.base_url}/api/streams/{stream['id']}", headers=headers, timeout=10
+            ).json()
+            states = {d["state"] for d in view["destinations"]}
+            low = [d for d in view["destinations"] if d["bytesSent"] <= 0]
+            if states != {"live"} or low:
+                raise SystemExit(f"simulcast N={n}: destinations {states}, {len(low)} idle")
+            if profile is not None:
+                record(pid, profile, bench.window)
+        return result
+    finally:
+        server.stop()
+        if server.proc is not None and server.proc.returncode not in (0, -signal.SIGTERM):
+            print(server.log()[-2000:])
+
+
+def record(pid: int, out: Path, seconds: float) -> None:
+    """py-spy ``record -f raw`` of ``pid`` (all threads, idle frames dropped) for ``seconds``."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("  (py-spy not installed: pip install py-spy)")
+        return
+    cmd = pinned(OTHER_CPU, py_spy, "record", "-p", str(pid), "-r", "200", "-f", "raw")
+    cmd += ["-o", str(out), "-d", str(round(seconds)), "--nonblocking"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    print(f"  py-spy profile of simulcast: {out}", flush=True)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def report(results: list[Result], ns: list[int], expected_mbps: float, window: float) -> None:
+    by = {(r.system, r.n): r for r in results}
+    systems = ["simulcast", "nginx-rtmp", "ffmpeg"]
+    print()
+    print(
+        f"RTMP fan-out, 720p30 source {expected_mbps:.2f} Mb/s, {window:g} s window, "
+        "relay on CPU 0; CPU ms per destination-second (lower is better)"
+    )
+    head = f"{'system':<11} {'N':>3} {'ms/dest-s':>10} {'(stat)':>7} {'CPU %':>6}"
+    print(head + f" {'RSS MB':>8} {'PSS MB':>8} {'procs':>5} {'min Mb/s':>8}")
+    for system in systems:
+        for n in ns:
+            r = by.get((system, n))
+            if r is None:
+                continue
+            print(
+                f"{system:<11} {n:>3} {r.ms_per_dest_s:>10.3f} {r.stat_ms_per_dest_s:>7.2f} "
+                f"{r.cpu_percent:>6.1f} {r.rss_kb / 1024:>8.1f} {r.pss_kb / 1024:>8.1f} "
+                f"{r.processes:>5} {r.min_mbps:>8.2f}"
+            )
+    print()
+    for n in ns:
+        ours, nginx_, ff = (
+            by.get(("simulcast", n)),
+            by.get(("nginx-rtmp", n)),
+            by.get(("ffmpeg", n)),
+        )
+        if ours is None or nginx_ is None:
+            continue
+        line = (
+            f"N={n:<3} simulcast/nginx-rtmp CPU {ours.ms_per_dest_s / nginx_.ms_per_dest_s:5.2f}x"
+        )
+        if ff is not None:
+            line += f"   simulcast/ffmpeg CPU {ours.ms_per_dest_s / ff.ms_per_dest_s:5.2f}x"
+        print(line)
+    if len(ns) > 1:
+        low, high = sorted(ns)[-2:]
+        print(f"marginal CPU ms per added destination-second (N={low} -> N={high}):")
+        for system in systems:
+            a, b = by.get((system, low)), by.get((system, high))
+            if a is not None and b is not None:
+                marginal = (b.cpu_ns / b.window_s - a.cpu_ns / a.window_s) / 1e6 / (high - low)
+                print(f"  {system:<11} {marginal:6.3f}")
+    top = max(ns)
+    ours, nginx_ = by.get(("simulcast", top)), by.get(("nginx-rtmp", top))
+    if ours is not None and nginx_ is not None:
+        ratio = ours.ms_per_dest_s / nginx_.ms_per_dest_s
+        verdict = "meets" if ratio <= 2 else "MISSES"
+        print(f"bar (simulcast <= 2x nginx-rtmp at N={top}): {verdict} ({ratio:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="measured window per run")
+    parser.add_argument("--warmup", type=float, default=3, help="after every destination is up")
+    parser.add_argument("--destinations", default="1,10,20", help="values of N")
+    parser.add_argument("--systems", default="simulcast,nginx-rtmp,ffmpeg")
+    parser.add_argument("--profile", type=Path, help="py-spy raw profile of simulcast at max N")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    ns = [int(x) for x in args.destinations.split(",")]
+    systems = args.systems.split(",")
+    for tool in ("nginx", "taskset", "ffmpeg"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is required")
+    if not RTMP_MODULE.exists():
+        raise SystemExit(f"{RTMP_MODULE} is required (apt-get install libnginx-mod-rtmp)")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("two CPUs are required (relay on CPU 0, the rest on CPU 1)")
+    ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+    source = Path(tempfile.gettempdir()) / f"simulcast-bench-relay-{SOURCE_SECONDS}s.flv"
+    encode_source(ffmpeg, source)
+    expected = source_mbps(source)
+    # This script, httpx and the API calls stay off the relay CPU.
+    os.sched_setaffinity(0, {int(OTHER_CPU)})
+
+    runners: dict[str, Callable[[Bench, int], Result]] = {
+        "nginx-rtmp": run_nginx,
+        "ffmpeg": run_ffmpeg,
+        "simulcast": run_simulcast,
+    }
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        work = Path(tmp)
+        sink_rtmp, sink_http = free_port(), free_port()
+        body = SINK_CONF % {"rtmp": sink_rtmp, "http": sink_http, "dir": work / "sink"}
+        with nginx(work / "sink", body, OTHER_CPU, sink_rtmp):
+            sink = Sink(sink_rtmp, sink_http)
+            bench = Bench(ffmpeg, source, sink, work, args.warmup, args.seconds, expected)
+            for n in ns:
+                print(f"N={n}", flush=True)
+                for system in systems:
+                    if system == "simulcast" and args.profile is not None and n == max(ns):
+                        results.append(run_simulcast(bench, n, args.profile))
+                    else:
+                        results.append(runners[system](bench, n))
+    report(results, ns, expected, args.seconds)
+    if args.json is not None:
+        rows = [
+            {
+                "system": r.system,
+                "n": r.n,
+                "ms_per_dest_s": round(r.ms_per_dest_s, 4),
+                "cpu_percent": round(r.cpu_percent, 2),
+                "rss_mb": round(r.rss_kb / 1024, 1),
+                "pss_mb": round(r.pss_kb / 1024, 1),
+                "min_mbps": round(r.min_mbps, 3),
+            }
+            for r in results
+        ]
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
