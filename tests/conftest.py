@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: a real server per database backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import ServerProcess, fresh_postgres_database, make_server, postgres_reachable
+
+PG_AVAILABLE = postgres_reachable()
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL not reachable on 127.0.0.1"),
+        ],
+    ),
+]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A running ``simulcast serve`` (SQLite, and PostgreSQL when reachable)."""
+    data_dir = tmp_path_factory.mktemp(f"server-{request.param}")
+    if request.param == "postgres":
+        with fresh_postgres_database() as url:
+            proc = make_server(data_dir, url)
+            proc.start()
+            yield proc
+            proc.stop()
+    else:
+        proc = make_server(data_dir)
+        proc.start()
+        yield proc
+        proc.stop()
+
+
+@pytest.fixture
+def sk(server: ServerProcess) -> str:
+    """A fresh account's permanent key on the running server."""
+    return server.create_account()

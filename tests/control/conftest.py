@@ -1,0 +1,109 @@
+"""Database fixtures for control-plane service tests, on SQLite and (when reachable) PostgreSQL.
+
+The schema is migrated once per test session and backend (a temporary SQLite file; a uniquely
+named PostgreSQL database, dropped at the end, so parallel runs never collide). Each test gets
+its own engine on its own event loop; tests isolate their data by creating fresh accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simulcast.control.db.models import Account, Destination, Stream
+from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
+from simulcast.settings import Settings
+from tests.support import fresh_postgres_database, postgres_reachable
+
+PG_AVAILABLE = postgres_reachable()
+DB_BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(
+                not PG_AVAILABLE,
+                reason="PostgreSQL not reachable at postgres@127.0.0.1:5432 (trust auth)",
+            ),
+        ],
+    ),
+]
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=DB_BACKENDS)
+def db_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Settings pointing at a freshly migrated database of one backend, for the whole session."""
+    if request.param == "postgres":
+        with fresh_postgres_database() as url:
+            settings = Settings(database_url=url)
+            asyncio.run(_migrate(settings))
+            yield settings
+    else:
+        settings = Settings(data_dir=tmp_path_factory.mktemp("control-db"))
+        asyncio.run(_migrate(settings))
+        yield settings
+
+
+@pytest.fixture
+async def db(db_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory on the migrated database (engine bound to this test's event loop)."""
+    engine = create_engine(db_settings)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A fresh account with one stream and its destinations (ids in creation order)."""
+
+    account_id: int
+    stream_id: int
+    destination_ids: Sequence[int]
+
+
+async def make_owner(session: AsyncSession, *, destinations: int = 2) -> Owner:
+    """Insert an account, a stream and ``destinations`` enabled RTMP destinations."""
+    n = next(_names)
+    account = Account(name=f"acct-{id(session)}-{n}", created_ms=0)
+    session.add(account)
+    await session.flush()
+    stream = Stream(
+        account_id=account.id, stream_key=f"key-{id(session)}-{n}", label=f"s{n}", created_ms=0
+    )
+    session.add(stream)
+    await session.flush()
+    dests = [
+        Destination(
+            stream_id=stream.id,
+            account_id=account.id,
+            type="rtmp",
+            platform="Custom",
+            url=f"rtmp://example.invalid/app/{i}",
+            created_ms=i,
+        )
+        for i in range(destinations)
+    ]
+    session.add_all(dests)
+    await session.flush()
+    return Owner(account.id, stream.id, [d.id for d in dests])

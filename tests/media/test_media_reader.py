@@ -1,0 +1,161 @@
+"""Reader and LiveStream: bounds, drop-to-keyframe, config never dropped, priming."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from media_units import audio, audio_header, metadata, video, video_header
+
+from simulcast.media.reader import ReaderClosed
+from simulcast.media.stream import LiveStream
+from simulcast.media.unit import MediaUnit
+
+
+def make_stream(gop_bytes: int = 10_000_000, gop_seconds: float = 10.0) -> LiveStream:
+    return LiveStream(1, "s1", gop_max_bytes=gop_bytes, gop_max_seconds=gop_seconds)
+
+
+def drain(reader_queue: object) -> list[MediaUnit]:
+    from simulcast.media.reader import Reader
+
+    assert isinstance(reader_queue, Reader)
+    out: list[MediaUnit] = []
+    while len(reader_queue):
+        out.append(reader_queue._take())
+    return out
+
+
+def publish_gop(stream: LiveStream, start: int, frames: int = 30, size: int = 100) -> None:
+    """One 30 fps GOP with interleaved audio."""
+    for i in range(frames):
+        ts = start + i * 33
+        stream.publish(video(ts, key=i == 0, size=size))
+        stream.publish(audio(ts))
+
+
+def test_new_reader_starts_with_config_then_gop() -> None:
+    stream = make_stream()
+    for unit in (metadata(), video_header(), audio_header()):
+        stream.publish(unit)
+    publish_gop(stream, 0)
+    publish_gop(stream, 1000)
+    stream.publish(video(1990))  # inter frame of the second GOP
+    reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
+    units = drain(reader)
+    assert units[0].payload == metadata().payload
+    assert units[1].sequence_header and units[1].kind == video_header().kind
+    assert units[2].sequence_header and units[2].kind == audio_header().kind
+    assert units[3].keyframe and units[3].timestamp == 1000
+    assert units[-1].timestamp == 1990
+    assert len(units) == 3 + 60 + 1
+
+
+def test_full_reader_drops_to_next_keyframe_and_keeps_config() -> None:
+    stream = make_stream()
+    stream.publish(video_header())
+    stream.publish(audio_header())
+    reader = stream.add_reader(max_bytes=48 * 1024, max_seconds=100)
+    publish_gop(stream, 0, size=1000)  # ~31 kB: fits
+    stream.publish(video_header(990, tag=b"\x02"))  # a new sequence header mid-stream
+    publish_gop(stream, 1000, size=1000)  # overflows half-way through
+    assert reader.dropped_frames > 0
+    units = drain(reader)
+    media = [u for u in units if not u.sequence_header]
+    headers = [u for u in units if u.sequence_header]
+    # Both original headers and the new one survive, in order.
+    assert [h.payload[-1:] for h in headers if h.kind == video_header().kind] == [b"\x01", b"\x02"]
+    assert len(headers) == 3
+    # Nothing media is left queued from before the overflow; nothing after it until a keyframe.
+    assert media == []
+    publish_gop(stream, 2000, size=100)
+    units = drain(reader)
+    assert units[0].keyframe and units[0].timestamp == 2000
+    assert len(units) == 60
+
+
+def test_bound_in_seconds() -> None:
+    stream = make_stream()
+    reader = stream.add_reader(max_bytes=10_000_000, max_seconds=1.0)
+    publish_gop(stream, 0)  # 0..957 ms: fits in one second
+    assert reader.dropped_frames == 0
+    stream.publish(video(1100))  # span 1.1 s > 1 s: drop to next keyframe
+    assert reader.dropped_frames == 61
+    assert len(reader) == 0
+    stream.publish(audio(1100))
+    assert reader.dropped_frames == 62
+    stream.publish(video(1200, key=True))
+    assert len(reader) == 1
+
+
+def test_bound_in_bytes_never_exceeded_by_media() -> None:
+    stream = make_stream()
+    stream.publish(video_header())
+    reader = stream.add_reader(max_bytes=5_000, max_seconds=100)
+    for gop in range(10):
+        publish_gop(stream, gop * 1000, size=300)
+        assert reader.queued_bytes <= 5_000
+    assert reader.dropped_frames > 0
+    assert any(u.sequence_header for u in drain(reader))
+
+
+def test_audio_only_drops_oldest() -> None:
+    stream = make_stream()
+    stream.publish(audio_header())
+    reader = stream.add_reader(max_bytes=10_000_000, max_seconds=1.0)
+    for i in range(100):
+        stream.publish(audio(i * 21))
+    units = drain(reader)
+    assert units[0].sequence_header
+    media = [u.timestamp for u in units[1:]]
+    assert media[-1] == 99 * 21
+    assert media[-1] - media[0] <= 1000
+    assert reader.dropped_frames == 100 - len(media)
+
+
+def test_audio_only_new_reader_starts_anywhere_with_small_cache() -> None:
+    stream = make_stream()
+    stream.publish(audio_header())
+    for i in range(200):
+        stream.publish(audio(i * 21))
+    units = drain(stream.add_reader(max_bytes=1_000_000, max_seconds=4))
+    assert units[0].sequence_header
+    assert 0 < len(units) - 1 <= 30  # ~0.5 s of audio
+
+
+def test_gop_cache_overflow_starts_next_reader_at_next_keyframe() -> None:
+    stream = make_stream(gop_bytes=2_000)
+    stream.publish(video_header())
+    publish_gop(stream, 0, size=200)  # 30 * 220 bytes > 2 kB: not cacheable
+    assert stream.gop == ()
+    reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
+    assert [u.sequence_header for u in drain(reader)] == [True]
+    stream.publish(video(1000, key=True))
+    assert drain(reader)[0].keyframe
+
+
+def test_resync_restarts_from_gop_without_counting_drops() -> None:
+    stream = make_stream()
+    stream.publish(video_header())
+    reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
+    publish_gop(stream, 0)
+    publish_gop(stream, 1000)
+    reader.resync()
+    units = drain(reader)
+    assert units[0].sequence_header and units[1].keyframe and units[1].timestamp == 1000
+    assert reader.dropped_frames == 0
+
+
+async def test_async_get_and_close() -> None:
+    stream = make_stream()
+    reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
+    getter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    stream.publish(video(0, key=True))
+    stream.publish(video(33))
+    assert [u.timestamp for u in await getter] in ([0], [0, 33])
+    stream.close()
+    with pytest.raises(ReaderClosed):
+        while True:
+            await reader.get()
