@@ -48,6 +48,8 @@ async def end_reasons(control: Any, count: int = 1) -> list[str]:
     ended = lambda: [e for e in control.events if isinstance(e, SessionEnded)]  # noqa: E731
     await eventually(lambda: len(ended()) >= count)
     return [e.reason for e in ended()]
+
+
 NGINX = shutil.which("nginx")
 NGINX_RTMP = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 

@@ -20,6 +20,11 @@ from simulcast.media.unit import Kind
 pytestmark = pytest.mark.media
 
 
+def ended(control: Any) -> list[SessionEnded]:
+    """The SessionEnded events the control plane got so far."""
+    return [e for e in control.events if isinstance(e, SessionEnded)]
+
+
 async def test_unknown_key_and_wrong_app_are_refused(make_engine: Any, procs: Processes) -> None:
     engine, control = await make_engine()
     port = engine.ingest.port

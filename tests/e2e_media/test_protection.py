@@ -19,7 +19,7 @@ from typing import Any
 import av
 import pytest
 
-from simulcast.engine import OutputSpec, PublisherLost, PublisherResumed, SessionEnded
+from simulcast.engine import OutputSpec, PublisherLost, PublisherResumed
 from simulcast.media.reader import Reader, ReaderClosed
 from simulcast.media.unit import Kind
 from tests.e2e_media.conftest import FFMPEG, X264, Processes, end_reasons, eventually
