@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     output_queue_seconds: float = Field(default=4.0, gt=0)
     push_retry_min_seconds: float = Field(default=1.0, gt=0)
     push_retry_max_seconds: float = Field(default=30.0, gt=0)
+    push_flush_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="RTMP pushes gather what arrives within this window into one write "
+        "(fewer syscalls per destination; 0 writes every message at once).",
+    )
     slate_image: Path | None = Field(
         default=None,
         description="PNG shown while a protected stream waits for its publisher "

@@ -7,12 +7,18 @@ and in seconds of media. When a bound would be exceeded the reader does not drop
 media unit, keeps codec configuration (sequence headers, metadata) in order, and skips incoming
 units until the next video keyframe, so what the output sends next decodes cleanly. An audio-only
 stream has no keyframes; there the oldest units are dropped until the new one fits.
+
+A consumer that keeps up may also attach a *sink* (:meth:`Reader.set_sink`): while nothing is
+queued, ``push`` offers each unit to the sink synchronously and the consumer's task is not woken
+at all. Waking one task per unit per output was most of the relay's CPU (bench/relay.py); the
+queue is what a consumer falls back to the moment its sink refuses (its socket is backed up).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from simulcast.media.unit import Kind, MediaUnit
@@ -29,6 +35,10 @@ def is_metadata(unit: MediaUnit) -> bool:
 def is_config(unit: MediaUnit) -> bool:
     """Whether ``unit`` configures decoders (sequence header or metadata): never dropped."""
     return unit.sequence_header or is_metadata(unit)
+
+
+Sink = Callable[[MediaUnit], bool]
+"""Takes a unit synchronously and returns True, or returns False to have it queued instead."""
 
 
 class ReaderClosed(Exception):
@@ -60,6 +70,7 @@ class Reader:
         self._skipping = False
         self._closed = False
         self._ready = asyncio.Event()
+        self._sink: Sink | None = None
         self.dropped_frames = 0
         """Media units dropped because this reader was full (cumulative)."""
 
@@ -76,9 +87,19 @@ class Reader:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    def set_sink(self, sink: Sink | None) -> None:
+        """Offer units to ``sink`` while the queue is empty (``None`` detaches it).
+
+        Order is kept: once a unit is queued, later units queue behind it until the consumer
+        has taken them all with :meth:`get`/:meth:`get_batch`.
+        """
+        self._sink = sink
+
     def push(self, unit: MediaUnit) -> None:
         """Queue ``unit``, dropping per the rules above when full. Never blocks."""
         if self._closed:
+            return
+        if self._sink is not None and not self._queue and not self._skipping and self._sink(unit):
             return
         if is_config(unit):
             self._append(unit)
@@ -118,6 +139,7 @@ class Reader:
     def close(self) -> None:
         """Stop accepting units; consumers get what is queued, then :class:`ReaderClosed`."""
         self._closed = True
+        self._sink = None
         self._ready.set()
 
     async def get(self) -> MediaUnit:

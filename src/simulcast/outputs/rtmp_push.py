@@ -95,8 +95,10 @@ class RtmpPush:
         chunk_size: int = 4096,
         ca_file: Path | None = None,
         connect_timeout: float = 10.0,
+        flush_seconds: float = 0.0,
     ) -> None:
         self._url = url
+        self._flush_seconds = flush_seconds
         self._chunk_size = chunk_size
         self._ca_file = ca_file
         self._connect_timeout = connect_timeout
@@ -191,25 +193,97 @@ class RtmpPush:
         writer: asyncio.StreamWriter,
         link: OutputLink,
     ) -> None:
-        msid = conn.msid
-        chunk_size = conn.chunk_size
-        while True:
-            try:
-                batch = await reader.get_batch(_BATCH)
-            except ReaderClosed:
-                return
-            wire = [_wire(conn, unit, chunk_size, msid) for unit in batch]
-            # One write (one send syscall) per batch; a single unit keeps its shared bytes.
-            data = wire[0] if len(wire) == 1 else b"".join(wire)
-            if writer.is_closing():
-                raise ConnectionResetError("destination closed the connection")
-            writer.write(data)
-            link.sent(len(data))
-            # Only a backed-up socket needs waiting for; arming a timeout for every batch of
-            # every destination was a measurable share of the relay's CPU (bench/relay.py).
-            if writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(_WRITE_STALL_S):
-                    await writer.drain()
+        direct = _DirectWriter(conn, writer, link, self._flush_seconds)
+        reader.set_sink(direct.offer)
+        try:
+            while True:
+                # Wakes only when units were queued: the sink refused them (socket backed up)
+                # or the reader was primed with the GOP cache when the connection went live.
+                try:
+                    batch = await reader.get_batch(_BATCH)
+                except ReaderClosed:
+                    direct.flush()
+                    return
+                direct.flush()  # what the sink took went first
+                wire = [_wire(conn, unit) for unit in batch]
+                # One write (one send syscall) per batch; a single unit keeps its shared bytes.
+                data = wire[0] if len(wire) == 1 else b"".join(wire)
+                if writer.is_closing():
+                    raise ConnectionResetError("destination closed the connection")
+                writer.write(data)
+                link.sent(len(data))
+                # Only a backed-up socket needs waiting for; arming a timeout for every batch of
+                # every destination was a measurable share of the relay's CPU (bench/relay.py).
+                if writer.transport.get_write_buffer_size():
+                    async with asyncio.timeout(_WRITE_STALL_S):
+                        await writer.drain()
+        finally:
+            reader.set_sink(None)
+            direct.cancel()
+
+
+class _DirectWriter:
+    """The reader's sink: writes units from inside the publisher's ``push``, no task switch.
+
+    With ``flush_seconds`` > 0, what arrives within that window goes out in one write (one
+    syscall) instead of one per message, the merged write SRS does for its players: a few tens
+    of milliseconds more latency, which no platform's player can see, for a fraction of the
+    CPU. Refuses units while the socket is backed up, so they queue in the reader (bounded, with
+    its drop policy) and the sender task takes over until the destination catches up.
+    """
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        writer: asyncio.StreamWriter,
+        link: OutputLink,
+        flush_seconds: float,
+    ) -> None:
+        self._conn = conn
+        self._writer = writer
+        self._transport = writer.transport
+        self._link = link
+        self._flush_seconds = flush_seconds
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, unit: MediaUnit) -> bool:
+        """Take ``unit`` for writing, or refuse it (False) while the socket is backed up."""
+        transport = self._transport
+        if transport.is_closing() or transport.get_write_buffer_size() >= _WRITE_HIGH_WATER:
+            return False
+        data = _wire(self._conn, unit)
+        if not self._flush_seconds:
+            transport.write(data)
+            self._link.sent(len(data))
+            return True
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= _WRITE_HIGH_WATER:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_seconds, self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Write what the sink took and has not written yet."""
+        self.cancel()
+        if not self._pending:
+            return
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._pending = []
+        self._pending_bytes = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+            self._link.sent(len(data))
+
+    def cancel(self) -> None:
+        """Stop the pending flush timer (what is pending stays pending)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -228,9 +302,9 @@ async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 pass
 
 
-def _wire(conn: ClientConnection, unit: MediaUnit, chunk_size: int, msid: int | None) -> bytes:
+def _wire(conn: ClientConnection, unit: MediaUnit) -> bytes:
     """The unit's RTMP bytes for this connection, serialized once and shared through the cache."""
-    key = ("rtmp", chunk_size, msid, _CSID[unit.kind])
+    key = ("rtmp", conn.chunk_size, conn.msid, _CSID[unit.kind])
     data = unit.wire.get(key)
     if data is None:
         payload = unit.payload
