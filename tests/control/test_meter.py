@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simulcast.control.db.models import (
@@ -137,6 +137,35 @@ async def test_each_completed_minute_is_charged_once_per_paid_destination(
     ]
     assert await _state(db, owner) == (92, None)
     assert engine.stops == []
+
+
+async def test_between_boundaries_a_session_is_only_rechecked_every_few_seconds(
+    db: async_sessionmaker[AsyncSession], db_settings: Settings
+) -> None:
+    engine, clock = FakeEngine(), Clock()
+    owner, _ = await _start(db, engine, funds=100)
+    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5)
+    statements: list[str] = []
+    bind = db.kw["bind"].sync_engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(bind, "before_cursor_execute", listener)
+    try:
+        clock.at_minutes(0.1)
+        await m.tick()  # a session the meter has not seen yet is metered at once
+        assert statements
+        async with db.begin() as session:
+            stream = await session.get(Stream, owner.stream_id)
+            assert stream is not None
+            stream.max_sats = 1  # the minute in progress (2 sats) is no longer allowed
+        statements.clear()
+        clock.at_minutes(0.3)
+        await m.tick()
+        assert statements == [] and engine.stops == []  # nothing due: not a single query
+        clock.at_minutes(0.65)
+        await m.tick()  # the recheck's look-ahead sees the lowered limit
+        assert engine.stops == [(owner.stream_id, "limit_max_sats")]
+    finally:
+        event.remove(bind, "before_cursor_execute", listener)
 
 
 async def test_a_destination_added_mid_minute_pays_from_that_minute(

@@ -76,6 +76,8 @@ class MeterResult:
     metered_minutes: int
     charged: int
     stop_reason: str | None
+    next_minute_ends_ms: int = 0
+    """When the minute now in progress completes (the next charge is due)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,7 @@ async def _meter(
         metered_minutes=minute,
         charged=posted,
         stop_reason=reason if enforce else None,
+        next_minute_ends_ms=live.started_ms + (minute + 1) * minute_len,
     )
 
 
@@ -315,9 +318,13 @@ async def charge_closed_hours(
 class Meter:
     """Runs the meter for this node: started and stopped by the composition root.
 
-    Every tick charges the live sessions' completed minutes and stops those that must stop;
-    closed bandwidth hours are charged every ``bandwidth_every_seconds``. Ticks are much shorter
-    than a billing minute (at most 1 s) so a stop lands within a second of its minute boundary.
+    Ticks are much shorter than a billing minute (at most 1 s), so a minute is charged, and a
+    stop decided at its boundary lands, within a tick of that boundary. Between boundaries a
+    session is re-checked every ``recheck_seconds`` (at most 5 s): the look-ahead that stops it
+    when a limit was lowered, a destination added, or the wallet drained by another session.
+    A tick with nothing due costs no query at all: metering every session every second was a
+    fifth of a relay's CPU (bench/relay.py). Closed bandwidth hours are charged every
+    ``bandwidth_every_seconds``.
     """
 
     def __init__(
@@ -329,6 +336,7 @@ class Meter:
         node_id: str,
         clock: Callable[[], float] = time.time,
         tick_seconds: float | None = None,
+        recheck_seconds: float | None = None,
         bandwidth_every_seconds: float = 60.0,
     ) -> None:
         self._settings = settings
@@ -337,8 +345,12 @@ class Meter:
         self._node_id = node_id
         self._clock = clock
         self._tick = tick_seconds or min(1.0, settings.billing_minute_seconds / 10)
+        recheck = recheck_seconds or min(5.0, settings.billing_minute_seconds / 10)
+        self._recheck_ms = int(recheck * 1000)
         self._bandwidth_every_ms = int(bandwidth_every_seconds * 1000)
         self._next_bandwidth_ms = 0
+        self._due_ms: dict[str, int] = {}
+        """Per live session id: when it must be metered next (absent: at once)."""
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -356,19 +368,29 @@ class Meter:
         self._stopping.set()
 
     async def tick(self) -> list[MeterResult]:
-        """Meter every live session of this node once (each in its own transaction)."""
+        """Meter this node's live sessions that are due (each in its own transaction)."""
         now = int(self._clock() * 1000)
-        live = {info.session_id: info for info in self._engine.sessions().values()}
+        live = {info.session_id for info in self._engine.sessions().values()}
+        self._due_ms = {sid: due for sid, due in self._due_ms.items() if sid in live}
+        due = [sid for sid in live if self._due_ms.get(sid, 0) <= now]
+        results = await self._meter_sessions(due, now) if due else []
+        if now >= self._next_bandwidth_ms:
+            self._next_bandwidth_ms = now + self._bandwidth_every_ms
+            async with self._db.begin() as session:
+                await charge_closed_hours(session, settings=self._settings, now_ms=now)
+        return results
+
+    async def _meter_sessions(self, session_ids: list[str], now: int) -> list[MeterResult]:
         async with self._db.begin() as session:
-            pks = (
-                await session.scalars(
-                    select(LiveSession.id)
+            rows = (
+                await session.execute(
+                    select(LiveSession.id, LiveSession.session_id)
                     .where(LiveSession.ended_ms.is_(None), LiveSession.node_id == self._node_id)
-                    .where(LiveSession.session_id.in_(list(live)))
+                    .where(LiveSession.session_id.in_(session_ids))
                 )
             ).all()
         results: list[MeterResult] = []
-        for pk in pks:
+        for pk, session_id in rows:
             try:
                 async with self._db.begin() as session:
                     result = await meter_session(
@@ -379,10 +401,9 @@ class Meter:
                 continue
             results.append(result)
             if result.stop_reason is not None:
+                # Not marked done: re-taken (and the stop re-sent) every tick while still live.
                 log.info("stopping stream %s: %s", result.stream_id, result.stop_reason)
                 await self._engine.stop(result.stream_id, result.stop_reason)
-        if now >= self._next_bandwidth_ms:
-            self._next_bandwidth_ms = now + self._bandwidth_every_ms
-            async with self._db.begin() as session:
-                await charge_closed_hours(session, settings=self._settings, now_ms=now)
+            else:
+                self._due_ms[session_id] = min(result.next_minute_ends_ms, now + self._recheck_ms)
         return results
