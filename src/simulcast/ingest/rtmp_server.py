@@ -1,10 +1,12 @@
 """RTMP(S) ingest: the thin asyncio shell around the sans-I/O ``ServerConnection``.
 
 Bytes from the socket go to ``receive_data``; the events that come back drive the publish flow
-(connect -> createStream -> publish -> media); ``data_to_send`` goes back to the socket. Reading
-is pulled (``StreamReader.read``), so a publisher never gets ahead of us by more than the socket
-buffers. One bad connection never affects another: malformed input closes that connection with
-one log line.
+(connect -> createStream -> publish -> media); ``data_to_send`` goes back to the socket. Each
+connection is an ``asyncio.Protocol``: media is parsed and handed to the session inside
+``data_received``, with no task switch per read (a StreamReader and a moved timeout per read were
+a third of the ingest's CPU in bench/relay.py). Reading pauses only while the control plane
+authorizes a publish. One bad connection never affects another: malformed input closes that
+connection with one log line.
 
 How a publisher leaves matters to a protected session: ``FCUnpublish``/``deleteStream``/
 ``closeStream`` is an explicit end; a closed or reset socket, a timeout or malformed input is a
@@ -14,11 +16,10 @@ loss, which protection rides out with a slate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import parse_qsl
 
 from simulcast import metrics
@@ -35,9 +36,6 @@ from simulcast.settings import Settings
 log = logging.getLogger("simulcast.ingest")
 
 APP = "live"
-_READ_SIZE = 256 * 1024
-# A live publisher sends media many times a second; rtmp_publish_stall_seconds without a byte
-# means it is gone (half-open TCP after a network drop would otherwise hold the stream key).
 _MEDIA_KINDS = {messages.AUDIO: Kind.AUDIO, messages.VIDEO: Kind.VIDEO}
 
 
@@ -53,15 +51,6 @@ class PublishHandler(Protocol):
         ...
 
 
-class _Closed(Exception):
-    """The connection is done; ``reason`` is the session end reason."""
-
-    def __init__(self, reason: str, *, explicit: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.explicit = explicit
-
-
 class RtmpIngestServer:
     """Listens for RTMP (and RTMPS when a certificate is configured) publishers."""
 
@@ -69,7 +58,7 @@ class RtmpIngestServer:
         self._settings = settings
         self._handler = handler
         self._servers: list[asyncio.Server] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[_IngestConnection] = set()
         self.port: int | None = None
         """The bound RTMP port (useful with ``rtmp_port = 0``)."""
         self.tls_port: int | None = None
@@ -78,14 +67,15 @@ class RtmpIngestServer:
     async def start(self) -> None:
         """Start listening."""
         s = self._settings
-        server = await asyncio.start_server(self._accept, s.rtmp_host, s.rtmp_port)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._connection, s.rtmp_host, s.rtmp_port)
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
         if s.rtmps_cert_file is not None and s.rtmps_key_file is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(s.rtmps_cert_file, s.rtmps_key_file)
-            tls = await asyncio.start_server(
-                self._accept,
+            tls = await loop.create_server(
+                self._connection,
                 s.rtmp_host,
                 s.rtmps_port,
                 ssl=context,
@@ -104,121 +94,141 @@ class RtmpIngestServer:
         self._servers.clear()
 
     async def close(self, grace: float = 3.0) -> None:
-        """Stop listening; give connections ``grace`` seconds to finish, then cancel them."""
+        """Stop listening; give connections ``grace`` seconds to finish, then close them."""
         await self.stop_listening()
         if self._connections:
-            await asyncio.wait(set(self._connections), timeout=grace)
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+            await asyncio.wait({c.done for c in self._connections}, timeout=grace)
+        for connection in list(self._connections):
+            connection.shut_down()
+        await asyncio.gather(*(c.done for c in self._connections), return_exceptions=True)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            await _Publisher(self._settings, self._handler, reader, writer).run()
-        except asyncio.CancelledError:
-            pass  # server shutdown; asyncio (3.11) would log a cancelled connection callback
-        finally:
-            self._connections.discard(task)
+    def _connection(self) -> _IngestConnection:
+        return _IngestConnection(self._settings, self._handler, self._connections)
 
 
-class _Publisher:
-    """One ingest connection."""
+class _IngestConnection(asyncio.Protocol):
+    """One ingest connection, from handshake to the end of its publish.
+
+    Ends once: with the first reason given to :meth:`_close` (or, for a socket that simply
+    closed, ``publisher_disconnected``); ``explicit`` tells protection whether the publisher
+    meant to leave (unpublish, kick, shutdown) or was lost (reset, stall, malformed input).
+    """
 
     def __init__(
         self,
         settings: Settings,
         handler: PublishHandler,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        registry: set[_IngestConnection],
     ) -> None:
         self._settings = settings
         self._handler = handler
-        self._reader = reader
-        self._writer = writer
-        peer = writer.get_extra_info("peername")
-        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._registry = registry
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        """Resolved when the connection is closed and its session was told."""
         self._conn = ServerConnection(
             max_message_size=settings.rtmp_max_message_bytes,
             chunk_size=settings.rtmp_chunk_size,
         )
+        self._transport: asyncio.Transport | None = None
+        self._peer = "?"
         self._feed: Feed | None = None
         self._msid = 0
         self._name = ""
+        self._authorizing = False
         self._kicked = False
+        self._end: tuple[str, bool] | None = None
+        self._lost = False
+        self._last_data = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None  # a strong reference while it runs
 
-    async def run(self) -> None:
-        reason = "publisher_disconnected"
-        explicit = False
-        try:
-            await self._serve()
-        except _Closed as closed:
-            reason, explicit = closed.reason, closed.explicit
-        except (RemoteProtocolError, flv.FlvError) as exc:
-            log.warning("closing %s: malformed input: %s", self._peer, exc)
-            metrics.INGEST_REJECTED.labels("malformed").inc()
-            reason = "protocol_error"
-        except TimeoutError:
-            if self._feed is not None:  # past the handshake: a live publisher went silent
-                log.warning("closing %s: publisher stalled (no data)", self._peer)
-                reason = "publisher_stalled"
-            else:
-                log.warning("closing %s: timed out", self._peer)
-                reason = "timeout"
-        except (ConnectionError, ssl.SSLError) as exc:
-            log.info("publisher %s disconnected: %s", self._peer, exc)
-        except asyncio.CancelledError:
-            reason, explicit = "server_shutdown", True
-        finally:
-            self._writer.close()
-            if self._feed is not None:
-                await self._handler.end_publish(self._feed, reason, explicit=explicit)
-            with contextlib.suppress(Exception):
-                await self._writer.wait_closed()
+    # -- asyncio.Protocol ----------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        # The whole way to a publish must fit in the handshake timeout; after that silence longer
-        # than rtmp_publish_stall_seconds ends the connection: a network cut without FIN/RST is a
-        # lost publisher, handled like a reset socket (protection takes over).
-        async with asyncio.timeout(self._settings.rtmp_handshake_timeout) as deadline:
-            while self._feed is None:
-                await self._receive()
-            deadline.reschedule(None)
-        loop = asyncio.get_running_loop()
-        stall = self._settings.rtmp_publish_stall_seconds
-        async with asyncio.timeout(None) as idle:
-            while True:
-                # One timeout moved forward per read, not a new one entered for every read.
-                idle.reschedule(loop.time() + stall)
-                await self._receive()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the handshake clock: the whole way to a publish must fit in it."""
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = self._transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._registry.add(self)
+        self._timer = self._loop.call_later(
+            self._settings.rtmp_handshake_timeout, self._handshake_timed_out
+        )
 
-    async def _receive(self) -> None:
-        data = await self._reader.read(_READ_SIZE)
-        if not data or self._kicked:
-            raise _Closed("publisher_disconnected", explicit=self._kicked)
+    def data_received(self, data: bytes) -> None:
+        """Parse what arrived and act on it; media goes to the session synchronously."""
+        if self._end is not None:
+            return
+        self._last_data = self._loop.time()
         metrics.BYTES_IN.inc(len(data))
         if self._feed is not None:
             self._feed.received(len(data))
-        for event in self._conn.receive_data(data):
-            await self._handle(event)
-        await self._flush()
+        try:
+            self._conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            self._malformed(exc)
+            return
+        self._process()
 
-    async def _flush(self) -> None:
+    def eof_received(self) -> bool | None:
+        """The publisher half-closed: treat as gone (close our side too)."""
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the session (once any publish authorization in flight has returned)."""
+        if exc is not None and self._end is None:
+            log.info("publisher %s disconnected: %s", self._peer, exc)
+        if self._end is None:
+            self._end = ("publisher_disconnected", self._kicked)
+        self._lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self._authorizing:
+            self._finish()
+
+    # -- commands from the server and the engine -------------------------------------------------
+
+    def shut_down(self) -> None:
+        """Server shutdown: end the session explicitly."""
+        self._close("server_shutdown", explicit=True)
+
+    def _kick(self) -> None:
+        # Tell the publisher its stream ended (encoders show it) before closing the socket.
+        self._kicked = True
+        if self._msid in self._conn.publishing:
+            self._conn.unpublish_notify(self._msid, self._name)
+            self._flush()
+        self._close("publisher_disconnected", explicit=True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        try:
+            while not self._authorizing and self._end is None:
+                event = self._conn.next_event()
+                if event is None:
+                    break
+                self._handle(event)
+        except (RemoteProtocolError, flv.FlvError) as exc:
+            self._malformed(exc)
+            return
+        self._flush()
+
+    def _flush(self) -> None:
         out = self._conn.data_to_send()
-        if out:
-            self._writer.write(out)
-            await self._writer.drain()
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(out)
 
-    async def _handle(self, event: ev.Event) -> None:
+    def _handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.MediaMessage):
             self._media(event)
         elif isinstance(event, ev.ConnectRequest):
             if event.app.partition("?")[0].strip("/") != APP:
                 self._conn.reject_connect(f"Unknown application {event.app!r}; use /{APP}")
-                await self._flush()
-                raise _Closed("rejected")
+                self._flush()
+                self._close("rejected", explicit=True)
+                return
             self._conn.accept_connect()
         elif isinstance(event, ev.CreateStream):
             self._conn.accept_create_stream(event.transaction_id)
@@ -227,18 +237,25 @@ class _Publisher:
         elif isinstance(event, ev.FCPublish):
             self._conn.send_on_fcpublish(event.name)
         elif isinstance(event, ev.PublishRequest):
-            await self._publish(event)
+            self._begin_publish(event)
         elif isinstance(event, ev.FCUnpublish | ev.DeleteStream | ev.CloseStream):
             if self._feed is not None:
-                raise _Closed("publisher_disconnected")
+                self._close("publisher_disconnected", explicit=True)
         elif isinstance(event, ev.UnknownCommand) and event.transaction_id:
             # A client waiting on an answer (e.g. getStreamLength) must not hang.
             self._conn.answer_error(event.transaction_id, f"{event.name} is not supported")
 
-    async def _publish(self, event: ev.PublishRequest) -> None:
+    def _begin_publish(self, event: ev.PublishRequest) -> None:
         if self._feed is not None:
             self._conn.reject_publish(event.msid, description="Already publishing")
             return
+        # Events after this one wait (reading pauses) until the control plane has answered.
+        self._authorizing = True
+        assert self._transport is not None
+        self._transport.pause_reading()
+        self._task = self._loop.create_task(self._authorize(event))
+
+    async def _authorize(self, event: ev.PublishRequest) -> None:
         key, _, query = event.stream_name.partition("?")
         request = PublishRequest(
             app=APP, stream_key=key, query=dict(parse_qsl(query)), remote_addr=self._peer
@@ -249,10 +266,75 @@ class _Publisher:
             log.info("publish refused for %s: %s", self._peer, refused.description)
             metrics.INGEST_REJECTED.labels("refused").inc()
             self._conn.reject_publish(event.msid, refused.code, refused.description)
-            await self._flush()
-            raise _Closed("refused") from None
+            self._flush()
+            self._close("refused", explicit=True)
+        except Exception:
+            log.exception("authorizing the publish of %s failed", self._peer)
+            self._close("refused", explicit=True)
+        finally:
+            self._authorizing = False
+        if self._lost:
+            self._finish()  # gone while we waited (a granted feed is ended right away)
+            return
+        if self._feed is None:
+            return
         self._msid, self._name = event.msid, event.stream_name
         self._conn.accept_publish(event.msid, event.stream_name)
+        self._watch_for_stall()
+        assert self._transport is not None
+        self._transport.resume_reading()
+        self._process()
+
+    def _watch_for_stall(self) -> None:
+        # A live publisher sends media many times a second; this long without a byte means it
+        # is gone (half-open TCP after a network cut would otherwise hold the stream key). One
+        # timer per stall period, not one moved per read.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._last_data = self._loop.time()
+        self._timer = self._loop.call_at(
+            self._last_data + self._settings.rtmp_publish_stall_seconds, self._check_stall
+        )
+
+    def _check_stall(self) -> None:
+        deadline = self._last_data + self._settings.rtmp_publish_stall_seconds
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check_stall)
+            return
+        log.warning("closing %s: publisher stalled (no data)", self._peer)
+        self._close("publisher_stalled", explicit=False)
+
+    def _handshake_timed_out(self) -> None:
+        if self._feed is None:
+            log.warning("closing %s: timed out", self._peer)
+            self._close("timeout", explicit=False)
+
+    def _malformed(self, exc: Exception) -> None:
+        log.warning("closing %s: malformed input: %s", self._peer, exc)
+        metrics.INGEST_REJECTED.labels("malformed").inc()
+        self._close("protocol_error", explicit=False)
+
+    def _close(self, reason: str, *, explicit: bool) -> None:
+        if self._end is None:
+            self._end = (reason, explicit)
+        if self._transport is not None:
+            self._transport.close()  # connection_lost follows, once buffered replies are sent
+
+    def _finish(self) -> None:
+        if self.done.done() or self._end is None:
+            return
+        reason, explicit = self._end
+        if self._feed is None:
+            self._done()
+            return
+        ending = self._handler.end_publish(self._feed, reason, explicit=explicit)
+        self._task = self._loop.create_task(ending)
+        self._task.add_done_callback(lambda _: self._done())
+
+    def _done(self) -> None:
+        self._registry.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
 
     def _media(self, event: ev.MediaMessage) -> None:
         if self._feed is None:
@@ -269,11 +351,3 @@ class _Publisher:
         else:
             return  # AMF3-only data has no AMF0 form to relay
         self._feed.publish(unit)
-
-    def _kick(self) -> None:
-        # Tell the publisher its stream ended (encoders show it) before closing the socket.
-        self._kicked = True
-        if self._msid in self._conn.publishing:
-            self._conn.unpublish_notify(self._msid, self._name)
-            self._writer.write(self._conn.data_to_send())
-        self._writer.close()
