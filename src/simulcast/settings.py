@@ -70,12 +70,13 @@ class Settings(BaseSettings):
     output_queue_seconds: float = Field(default=4.0, gt=0)
     push_retry_min_seconds: float = Field(default=1.0, gt=0)
     push_retry_max_seconds: float = Field(default=30.0, gt=0)
-    push_flush_seconds: float = Field(
+    relay_batch_seconds: float = Field(
         default=0.05,
         ge=0,
-        le=1,
-        description="RTMP pushes gather what arrives within this window into one write "
-        "(fewer syscalls per destination; 0 writes every message at once).",
+        le=0.5,
+        description="A publisher's socket is read at most once per this window and what was "
+        "read goes to each destination in one write: far fewer wake-ups and syscalls, at most "
+        "this much added latency (0: read as data arrives).",
     )
     slate_image: Path | None = Field(
         default=None,

@@ -161,34 +161,52 @@ async def test_async_get_and_close() -> None:
             await reader.get()
 
 
+class Intake:
+    """A sink that takes units while ``accepting`` and counts batch ends."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.offered: list[int] = []
+        self.taken: list[int] = []
+        self.flushes = 0
+
+    def offer(self, unit: MediaUnit) -> bool:
+        self.offered.append(unit.timestamp)
+        if self.accepting:
+            self.taken.append(unit.timestamp)
+        return self.accepting
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
 def test_sink_takes_units_while_the_queue_is_empty_and_order_survives_refusals() -> None:
     stream = make_stream()
     stream.publish(video_header())
     reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
-    taken: list[int] = []
-    accepting = True
-
-    def sink(unit: MediaUnit) -> bool:
-        if accepting:
-            taken.append(unit.timestamp)
-        return accepting
-
+    sink = Intake()
     reader.set_sink(sink)
     stream.publish(video(10, key=True))  # queue still holds the header: queued behind it
-    assert taken == [] and len(reader) == 2
+    assert sink.offered == [] and len(reader) == 2
     drain(reader)
     stream.publish(video(20))
     stream.publish(audio(25))
-    assert taken == [20, 25] and len(reader) == 0  # caught up: no queueing, no wake-up
+    assert sink.taken == [20, 25] and len(reader) == 0  # caught up: no queueing, no wake-up
+    stream.flush()
+    assert sink.flushes == 1  # the batch ends: the sink writes once
 
-    accepting = False  # the consumer's socket backs up: units queue, in order
+    sink.accepting = False  # the consumer's socket backs up: units queue, in order
     stream.publish(video(30))
-    accepting = True
+    sink.accepting = True
     stream.publish(video(40))  # must not overtake 30
-    assert taken == [20, 25]
+    assert sink.taken == [20, 25]
     assert [u.timestamp for u in drain(reader)] == [30, 40]
     stream.publish(video(50))
-    assert taken == [20, 25, 50]
+    assert sink.taken == [20, 25, 50]
+    reader.set_sink(None)
+    stream.publish(video(60))
+    stream.flush()
+    assert sink.taken == [20, 25, 50] and sink.flushes == 1 and len(reader) == 1
 
 
 def test_sink_is_not_offered_frames_while_skipping_to_a_keyframe() -> None:
@@ -196,17 +214,18 @@ def test_sink_is_not_offered_frames_while_skipping_to_a_keyframe() -> None:
     stream.publish(video_header())
     reader = stream.add_reader(max_bytes=3_000, max_seconds=100)
     drain(reader)
-    refused: list[int] = []
-    reader.set_sink(lambda unit: bool(refused.append(unit.timestamp)))
+    sink = Intake()
+    sink.accepting = False
+    reader.set_sink(sink)
     stream.publish(video(0, key=True, size=2_000))
     stream.publish(video(33, size=2_000))  # overflows: queue dropped, skipping to a keyframe
     assert reader.dropped_frames == 2 and len(reader) == 0
     stream.publish(video(66, size=100))  # empty queue, but still skipping: dropped, not offered
-    assert refused == [0] and reader.dropped_frames == 3  # 33 was behind 0 in the queue
+    assert sink.offered == [0] and reader.dropped_frames == 3  # 33 was behind 0 in the queue
     stream.publish(video(99, key=True, size=100))
-    assert refused == [0] and [u.timestamp for u in drain(reader)] == [99]
+    assert sink.offered == [0] and [u.timestamp for u in drain(reader)] == [99]
     stream.publish(video(132))
-    assert refused == [0, 132]  # caught up again
+    assert sink.offered == [0, 132]  # caught up again
     reader.close()
     stream.publish(video(165))
-    assert refused == [0, 132]  # a closed reader offers nothing
+    assert sink.offered == [0, 132]  # a closed reader offers nothing

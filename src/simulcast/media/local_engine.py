@@ -271,7 +271,6 @@ class LocalEngine:
             spec.url,
             chunk_size=self._settings.rtmp_chunk_size,
             connect_timeout=self._settings.rtmp_handshake_timeout,
-            flush_seconds=self._settings.push_flush_seconds,
         )
 
     def _start_output(self, session: _Session, spec: OutputSpec) -> None:

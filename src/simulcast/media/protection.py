@@ -107,16 +107,21 @@ class Protection:
             return
         loop = asyncio.get_running_loop()
         base = self._switcher.next_timestamp()
+        stream = self._switcher.stream
         for unit in slate.headers(base):
             self._switcher.publish_slate(unit)
         start = loop.time()
-        for unit in slate.units(base):
-            delay = start + (unit.timestamp - base) / 1000 - _LEAD_S - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._switcher.publish_slate(unit)
-            if self.slate_started is None:
-                self.slate_started = time.monotonic()
+        try:
+            for unit in slate.units(base):
+                delay = start + (unit.timestamp - base) / 1000 - _LEAD_S - loop.time()
+                if delay > 0:
+                    stream.flush()  # what is due now goes out before we wait
+                    await asyncio.sleep(delay)
+                self._switcher.publish_slate(unit)
+                if self.slate_started is None:
+                    self.slate_started = time.monotonic()
+        finally:
+            stream.flush()
 
     @property
     def _stream_id(self) -> int:

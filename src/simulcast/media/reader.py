@@ -10,15 +10,16 @@ stream has no keyframes; there the oldest units are dropped until the new one fi
 
 A consumer that keeps up may also attach a *sink* (:meth:`Reader.set_sink`): while nothing is
 queued, ``push`` offers each unit to the sink synchronously and the consumer's task is not woken
-at all. Waking one task per unit per output was most of the relay's CPU (bench/relay.py); the
-queue is what a consumer falls back to the moment its sink refuses (its socket is backed up).
+at all; the stream tells sinks when a batch of units ends (:meth:`Reader.flush_sink`), so they
+write once per batch. Waking one task per unit per output was most of the relay's CPU
+(bench/relay.py); the queue is what a consumer falls back to the moment its sink refuses (its
+socket is backed up).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import Protocol
 
 from simulcast.media.unit import Kind, MediaUnit
@@ -37,8 +38,16 @@ def is_config(unit: MediaUnit) -> bool:
     return unit.sequence_header or is_metadata(unit)
 
 
-Sink = Callable[[MediaUnit], bool]
-"""Takes a unit synchronously and returns True, or returns False to have it queued instead."""
+class Sink(Protocol):
+    """A consumer's synchronous intake (see :meth:`Reader.set_sink`)."""
+
+    def offer(self, unit: MediaUnit) -> bool:
+        """Take ``unit`` and return True, or return False to have it queued instead."""
+        ...
+
+    def flush(self) -> None:
+        """A batch of units ended: send what was taken."""
+        ...
 
 
 class ReaderClosed(Exception):
@@ -95,11 +104,17 @@ class Reader:
         """
         self._sink = sink
 
+    def flush_sink(self) -> None:
+        """End of a batch of pushed units: let the sink send what it took."""
+        if self._sink is not None:
+            self._sink.flush()
+
     def push(self, unit: MediaUnit) -> None:
         """Queue ``unit``, dropping per the rules above when full. Never blocks."""
         if self._closed:
             return
-        if self._sink is not None and not self._queue and not self._skipping and self._sink(unit):
+        sink = self._sink
+        if sink is not None and not self._queue and not self._skipping and sink.offer(unit):
             return
         if is_config(unit):
             self._append(unit)

@@ -1,7 +1,8 @@
 """One live session's media: decoder configuration, the GOP cache, and the readers fed from it.
 
-The writer (ingest) calls :meth:`LiveStream.publish` for every unit; it never awaits and never
-blocks: each reader bounds and drops on its own. Writers never know their readers.
+The writer (ingest) calls :meth:`LiveStream.publish` for every unit and :meth:`LiveStream.flush`
+after each batch; it never awaits and never blocks: each reader bounds and drops on its own.
+Writers never know their readers.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class LiveStream:
             self._cache(unit)
         for reader in self._readers:
             reader.push(unit)
+
+    def flush(self) -> None:
+        """End of a batch of published units (one read of the publisher's socket, one slate
+        frame): readers' sinks send what they took, one write per output per batch."""
+        for reader in self._readers:
+            reader.flush_sink()
 
     def add_reader(self, *, max_bytes: int, max_seconds: float) -> Reader:
         """Attach a new reader, primed so that its first media unit is a keyframe."""

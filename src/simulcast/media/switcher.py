@@ -47,6 +47,10 @@ class Feed:
         """A unit from this publisher (its own timestamps)."""
         self._switcher.push(self, unit)
 
+    def flush(self) -> None:
+        """The end of a batch of units from this publisher (see :meth:`LiveStream.flush`)."""
+        self._switcher.stream.flush()
+
     def received(self, nbytes: int) -> None:
         """Count wire bytes received from this publisher."""
         self._switcher.stream.bytes_in += nbytes

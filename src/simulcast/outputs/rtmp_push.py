@@ -95,10 +95,8 @@ class RtmpPush:
         chunk_size: int = 4096,
         ca_file: Path | None = None,
         connect_timeout: float = 10.0,
-        flush_seconds: float = 0.0,
     ) -> None:
         self._url = url
-        self._flush_seconds = flush_seconds
         self._chunk_size = chunk_size
         self._ca_file = ca_file
         self._connect_timeout = connect_timeout
@@ -193,8 +191,8 @@ class RtmpPush:
         writer: asyncio.StreamWriter,
         link: OutputLink,
     ) -> None:
-        direct = _DirectWriter(conn, writer, link, self._flush_seconds)
-        reader.set_sink(direct.offer)
+        direct = _DirectWriter(conn, writer, link)
+        reader.set_sink(direct)
         try:
             while True:
                 # Wakes only when units were queued: the sink refused them (socket backed up)
@@ -219,71 +217,49 @@ class RtmpPush:
                         await writer.drain()
         finally:
             reader.set_sink(None)
-            direct.cancel()
 
 
 class _DirectWriter:
-    """The reader's sink: writes units from inside the publisher's ``push``, no task switch.
+    """The reader's sink: takes units inside the publisher's ``push``, with no task switch.
 
-    With ``flush_seconds`` > 0, what arrives within that window goes out in one write (one
-    syscall) instead of one per message, the merged write SRS does for its players: a few tens
-    of milliseconds more latency, which no platform's player can see, for a fraction of the
-    CPU. Refuses units while the socket is backed up, so they queue in the reader (bounded, with
-    its drop policy) and the sender task takes over until the destination catches up.
+    What arrives in one batch (one read of the publisher's socket, see ``relay_batch_seconds``)
+    goes out in one write, one syscall, at the batch's end. Refuses units while the socket is
+    backed up, so they queue in the reader (bounded, with its drop policy) and the sender task
+    takes over until the destination catches up.
     """
 
     def __init__(
-        self,
-        conn: ClientConnection,
-        writer: asyncio.StreamWriter,
-        link: OutputLink,
-        flush_seconds: float,
+        self, conn: ClientConnection, writer: asyncio.StreamWriter, link: OutputLink
     ) -> None:
         self._conn = conn
-        self._writer = writer
         self._transport = writer.transport
         self._link = link
-        self._flush_seconds = flush_seconds
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
 
     def offer(self, unit: MediaUnit) -> bool:
-        """Take ``unit`` for writing, or refuse it (False) while the socket is backed up."""
+        """Take ``unit`` for the next write, or refuse it while the socket is backed up."""
         transport = self._transport
         if transport.is_closing() or transport.get_write_buffer_size() >= _WRITE_HIGH_WATER:
             return False
         data = _wire(self._conn, unit)
-        if not self._flush_seconds:
-            transport.write(data)
-            self._link.sent(len(data))
-            return True
         self._pending.append(data)
         self._pending_bytes += len(data)
         if self._pending_bytes >= _WRITE_HIGH_WATER:
             self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_seconds, self.flush)
         return True
 
     def flush(self) -> None:
-        """Write what the sink took and has not written yet."""
-        self.cancel()
-        if not self._pending:
-            return
+        """Write what was taken and not written yet."""
         pending = self._pending
+        if not pending:
+            return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending = []
         self._pending_bytes = 0
         if not self._transport.is_closing():
             self._transport.write(data)
             self._link.sent(len(data))
-
-    def cancel(self) -> None:
-        """Stop the pending flush timer (what is pending stays pending)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
