@@ -167,12 +167,36 @@ async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_pre
         )
         session.add(dest)
         await session.flush()
-        await billing.destination_changed(session, destination=dest)
+        await billing.destination_changed(session, settings=settings, destination=dest)
         started = live.started_ms
     await plane.on_engine_event(
         SessionEnded(grant.session_id, owner.stream_id, "stopped", started + 4200, 0)
     )
     assert await _balance(db, owner.account_id) == 100 - 2 * 2  # minutes 2 and 3
+
+
+async def test_a_destination_toggled_after_a_minute_ended_still_pays_that_minute(
+    db: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    plane = _plane(db, settings)
+    owner = await _owner(db, destinations=2, funds=100)
+    grant = await _publish(plane, owner)
+    async with db.begin() as session:
+        live = await sessions.by_session_id(session, session_id=grant.session_id)
+        assert live is not None
+        # Minute 0 ended 200 ms ago with the paid destination present; before the meter got
+        # to it, the destination was disabled and enabled again.
+        await _backdate(session, live, 1200)
+        dest = await session.get(Destination, owner.destination_ids[1])
+        assert dest is not None
+        for enabled in (False, True):
+            dest.enabled = enabled
+            await billing.destination_changed(session, settings=settings, destination=dest)
+        started = live.started_ms
+    await plane.on_engine_event(
+        SessionEnded(grant.session_id, owner.stream_id, "stopped", started + 1500, 0)
+    )
+    assert await _balance(db, owner.account_id) == 100 - 2  # minute 0, charged once
 
 
 async def test_crash_recovery_closes_at_the_last_metered_minute_and_queues_stream_ended(

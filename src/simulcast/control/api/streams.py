@@ -163,7 +163,7 @@ async def add_destination(
     async with ctx.db.begin() as session:
         stream = await _owned_stream(session, principal.account_id, id)
         dest, key = await _add(session, stream, body)
-        await billing.destination_changed(session, destination=dest)
+        await billing.destination_changed(session, settings=ctx.settings, destination=dest)
     spec = output_spec(dest.id, dest.type, dest.url, dest.config)
     if dest.enabled and spec is not None:
         await ctx.engine.add_output(stream.id, spec)
@@ -194,7 +194,7 @@ async def patch_destination(
         except DestinationError as exc:
             raise _bad_destination(exc) from None
         if body.enabled is not None:
-            await billing.destination_changed(session, destination=dest)
+            await billing.destination_changed(session, settings=ctx.settings, destination=dest)
     ctx.forget_cached()
     await ctx.engine.remove_output(id, dest.id)
     spec = output_spec(dest.id, dest.type, dest.url, dest.config)
@@ -214,7 +214,7 @@ async def _delete_destination(
         if dest is None:
             raise not_found("Destination")
         await svc.delete_destination(session, destination=dest)
-        await billing.destination_changed(session, destination=dest)
+        await billing.destination_changed(session, settings=ctx.settings, destination=dest)
     ctx.forget_cached()
     await ctx.engine.remove_output(dest.stream_id, dest.id)
     return Success()

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.db.models import Account, Destination, LiveSession, Stream
 from simulcast.control.services import ledger, meter, pricing, sessions, webhooks
+from simulcast.control.timeutil import now_ms
 from simulcast.settings import Settings
 
 
@@ -103,7 +104,9 @@ async def recover_crashed_sessions(
     return closed
 
 
-async def destination_changed(session: AsyncSession, *, destination: Destination) -> None:
+async def destination_changed(
+    session: AsyncSession, *, settings: Settings, destination: Destination
+) -> None:
     """Record that a destination joined or left its stream's live session, if one is open.
 
     Call it in the transaction that adds, enables, disables or deletes the destination, before
@@ -114,6 +117,10 @@ async def destination_changed(session: AsyncSession, *, destination: Destination
     if live is None:
         return
     if destination.enabled and destination.deleted_ms is None:
-        await sessions.attach_destination(session, live=live, destination=destination)
+        now = now_ms()
+        # A destination that left and comes back starts a new span: first charge the minutes
+        # completed so far, while its old span still tells whether it was there at their end.
+        await meter.settle(session, settings=settings, live=live, until_ms=now)
+        await sessions.attach_destination(session, live=live, destination=destination, at_ms=now)
     else:
         await sessions.detach_destination(session, live=live, destination_id=destination.id)

@@ -215,6 +215,17 @@ async def meter_session(
     )
 
 
+async def settle(
+    session: AsyncSession, *, settings: Settings, live: LiveSession, until_ms: int
+) -> MeterResult:
+    """Charge a session's completed, not yet metered minutes up to ``until_ms``, enforcing
+    nothing (limits and the wallet still bound what is charged; the meter stops the session on
+    its next tick if it must). Safe to call any number of times."""
+    return await _meter(
+        session, settings=settings, session_pk=live.id, until_ms=until_ms, enforce=False
+    )
+
+
 async def close_session_accounting(
     session: AsyncSession, *, settings: Settings, live: LiveSession, ended_ms: int
 ) -> MeterResult:
@@ -224,9 +235,7 @@ async def close_session_accounting(
     bound what is charged; nothing is locked or blocked. Safe to call before or after the
     session row is closed, and more than once.
     """
-    return await _meter(
-        session, settings=settings, session_pk=live.id, until_ms=ended_ms, enforce=False
-    )
+    return await settle(session, settings=settings, live=live, until_ms=ended_ms)
 
 
 async def recover_after_crash(

@@ -60,9 +60,15 @@ async def by_session_id(session: AsyncSession, *, session_id: str) -> LiveSessio
 
 
 async def attach_destination(
-    session: AsyncSession, *, live: LiveSession, destination: Destination
+    session: AsyncSession, *, live: LiveSession, destination: Destination, at_ms: int | None = None
 ) -> None:
-    """A destination joined a live session (added or enabled mid-session)."""
+    """A destination joined a live session (added or enabled mid-session) at ``at_ms`` (now).
+
+    A destination that left and comes back has one span, restarted: charge the session's
+    completed minutes first (``meter.settle``), or the minutes it was present at the end of
+    before it left could be missed.
+    """
+    joined = now_ms() if at_ms is None else at_ms
     existing = await session.scalar(
         select(SessionDestination).where(
             SessionDestination.session_pk == live.id,
@@ -75,14 +81,14 @@ async def attach_destination(
                 session_pk=live.id,
                 destination_id=destination.id,
                 platform=destination.platform,
-                started_ms=now_ms(),
+                started_ms=joined,
             )
         )
     elif existing.ended_ms is not None:
         # Re-enabled: it counts again from now; the gap is not billed because the meter only
         # counts minutes a destination was part of the session for.
         existing.ended_ms = None
-        existing.started_ms = now_ms()
+        existing.started_ms = joined
 
 
 async def detach_destination(
