@@ -251,15 +251,16 @@ class _DirectWriter:
 
     def flush(self) -> None:
         """Write what was taken and not written yet."""
-        pending = self._pending
+        pending, nbytes = self._pending, self._pending_bytes
         if not pending:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending = []
         self._pending_bytes = 0
         if not self._transport.is_closing():
-            self._transport.write(data)
-            self._link.sent(len(data))
+            # The shared serialized bytes themselves, gathered by one writev (uvloop) rather
+            # than copied into a per-destination buffer.
+            self._transport.writelines(pending)
+            self._link.sent(nbytes)
 
 
 async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
