@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import Processes
+from conftest import Processes, eventually
 from simulcast.engine import OutputSpec
 from simulcast.media.unit import Kind
 from simulcast.outputs.rtmp_push import RtmpPush
@@ -47,11 +47,16 @@ async def test_push_over_rtmps_to_an_rtmps_ingest(
         spec.url, ca_file=cert if spec.destination_id == 1 else None
     )
     publisher = await procs.publish(origin.ingest.port, "key", seconds=3)
-    await asyncio.sleep(2.0)
+
+    def state(destination_id: int) -> str | None:
+        session = origin.session(1)
+        return session.outputs[destination_id].state if session is not None else None
+
+    await eventually(lambda: state(1) == "live", within=3)
+    # Between its retries (1 s, then 1-2 s) the refused push is briefly "connecting" again.
+    await eventually(lambda: state(2) == "retrying", within=3)
     session = origin.session(1)
-    assert session is not None
-    assert session.outputs[1].state == "live"
-    assert session.outputs[2].state == "retrying"
+    assert session is not None and session.outputs[1].state == "live"
     assert "certificate" in (session.outputs[2].last_error or "").lower()
     assert await asyncio.wait_for(publisher.wait(), 8) == 0
     async with asyncio.timeout(5):
