@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import Processes, end_reasons, probe
+from conftest import Processes, end_reasons, eventually, probe
 from simulcast.engine import OutputSpec, OutputStateChanged, SessionEnded
 from simulcast.media.unit import Kind
 
@@ -38,10 +38,15 @@ async def test_fanout_to_ffmpeg_nginx_and_sink(
         ],
     )
     publisher = await procs.publish(engine.ingest.port, "key1")
-    await asyncio.sleep(2.0)
+
+    def all_live() -> bool:
+        session = engine.session(1)
+        return session is not None and {s.state for s in session.outputs.values()} == {"live"}
+
+    await eventually(all_live, within=4)
+    await asyncio.sleep(1.0)  # every push carries a couple of GOPs
     session = engine.session(1)
     assert session is not None and session.bytes_in > 0
-    assert {s.state for s in session.outputs.values()} == {"live"}
     # Serialize once: all four pushes negotiated the same parameters, so every cached unit
     # holds exactly one wire form, shared by all of them.
     stream = engine.hub.get(1)
