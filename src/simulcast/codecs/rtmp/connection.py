@@ -20,7 +20,7 @@ import enum
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from simulcast.codecs.rtmp import handshake, status
 from simulcast.codecs.rtmp import messages as msg
@@ -66,6 +66,19 @@ _MEDIA_TYPES: Final = frozenset((msg.AUDIO, msg.VIDEO, msg.DATA_AMF0, msg.DATA_A
 RandomBytes = Callable[[int], bytes]
 
 
+class ConnectionLimits(TypedDict, total=False):
+    """Optional bounds (and the randomness source) shared by both sides of a connection."""
+
+    max_message_size: int
+    """Largest message accepted from the peer (default 16 MiB)."""
+    max_chunk_streams: int
+    """Distinct chunk stream ids the peer may use (default 64)."""
+    max_incomplete_size: int
+    """Bytes of partially received messages held at once (default 32 MiB)."""
+    random_bytes: RandomBytes
+    """Source of the handshake's random bytes (default ``os.urandom``)."""
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
@@ -80,15 +93,11 @@ def _info(value: Any) -> tuple[str, str, str]:
 class _Connection:
     """What both sides share: buffering, handshake bytes, control messages, acks, pings."""
 
-    def __init__(
-        self,
-        *,
-        chunk_size: int,
-        max_message_size: int,
-        max_chunk_streams: int,
-        max_incomplete_size: int,
-        random_bytes: RandomBytes,
-    ) -> None:
+    def __init__(self, *, chunk_size: int = 4096, **limits: Unpack[ConnectionLimits]) -> None:
+        max_message_size = limits.get("max_message_size", 16 * 1024 * 1024)
+        max_chunk_streams = limits.get("max_chunk_streams", 64)
+        max_incomplete_size = limits.get("max_incomplete_size", 32 * 1024 * 1024)
+        random_bytes = limits.get("random_bytes", os.urandom)
         if not 1 <= chunk_size <= 0xFFFFFF:
             raise LocalProtocolError(f"chunk size {chunk_size} outside 1..16777215")
         self._wanted_chunk_size = chunk_size
@@ -249,22 +258,8 @@ class ServerConnection(_Connection):
     ``chunk_size`` is what :meth:`accept_connect` announces and then uses.
     """
 
-    def __init__(
-        self,
-        *,
-        chunk_size: int = 4096,
-        max_message_size: int = 16 * 1024 * 1024,
-        max_chunk_streams: int = 64,
-        max_incomplete_size: int = 32 * 1024 * 1024,
-        random_bytes: RandomBytes = os.urandom,
-    ) -> None:
-        super().__init__(
-            chunk_size=chunk_size,
-            max_message_size=max_message_size,
-            max_chunk_streams=max_chunk_streams,
-            max_incomplete_size=max_incomplete_size,
-            random_bytes=random_bytes,
-        )
+    def __init__(self, *, chunk_size: int = 4096, **limits: Unpack[ConnectionLimits]) -> None:
+        super().__init__(chunk_size=chunk_size, **limits)
         self._answered_c1 = False
         self._peer_digest = False
         self._connect_tid: float | None = None
@@ -480,18 +475,9 @@ class ClientConnection(_Connection):
         *,
         chunk_size: int = 4096,
         flash_ver: str = "FMLE/3.0 (compatible; FMSc/1.0)",
-        max_message_size: int = 16 * 1024 * 1024,
-        max_chunk_streams: int = 64,
-        max_incomplete_size: int = 32 * 1024 * 1024,
-        random_bytes: RandomBytes = os.urandom,
+        **limits: Unpack[ConnectionLimits],
     ) -> None:
-        super().__init__(
-            chunk_size=chunk_size,
-            max_message_size=max_message_size,
-            max_chunk_streams=max_chunk_streams,
-            max_incomplete_size=max_incomplete_size,
-            random_bytes=random_bytes,
-        )
+        super().__init__(chunk_size=chunk_size, **limits)
         self.app, self.tc_url, self.stream_name = app, tc_url, stream_name
         self._flash_ver = flash_ver
         self._state = _Push.IDLE
