@@ -72,6 +72,30 @@ async def _backdate(session: AsyncSession, live: LiveSession, ms: int) -> None:
     )
 
 
+async def _opened(
+    db: async_sessionmaker[AsyncSession], settings: Settings, *, destinations: int
+) -> tuple[ControlPlaneService, Owner, PublishGrant]:
+    """An account with 100 sats whose stream was just published."""
+    plane = _plane(db, settings)
+    owner = await _owner(db, destinations=destinations, funds=100)
+    return plane, owner, await _publish(plane, owner)
+
+
+async def _stopped_at(
+    plane: ControlPlaneService, owner: Owner, grant: PublishGrant, ended_ms: int
+) -> None:
+    await plane.on_engine_event(
+        SessionEnded(grant.session_id, owner.stream_id, "stopped", ended_ms, 0)
+    )
+
+
+async def _live(session: AsyncSession, grant: PublishGrant) -> LiveSession:
+    """The session row a grant opened."""
+    live = await sessions.by_session_id(session, session_id=grant.session_id)
+    assert live is not None
+    return live
+
+
 async def _balance(db: async_sessionmaker[AsyncSession], account_id: int) -> int:
     async with db() as session:
         cached = await ledger.balance(session, account_id=account_id)
@@ -123,8 +147,7 @@ async def test_the_end_of_a_session_charges_its_completed_minutes_once(
     owner = await _owner(db, destinations=2, funds=100)
     grant = await _publish(plane, owner)
     async with db() as session:
-        live = await sessions.by_session_id(session, session_id=grant.session_id)
-        assert live is not None
+        live = await _live(session, grant)
     end = SessionEnded(
         grant.session_id, owner.stream_id, "publisher_left", live.started_ms + 5500, 0
     )
@@ -148,12 +171,9 @@ async def test_the_end_of_a_session_charges_its_completed_minutes_once(
 async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_present_at(
     db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    plane = _plane(db, settings)
-    owner = await _owner(db, destinations=1, funds=100)
-    grant = await _publish(plane, owner)
+    plane, owner, grant = await _opened(db, settings, destinations=1)
     async with db.begin() as session:
-        live = await sessions.by_session_id(session, session_id=grant.session_id)
-        assert live is not None
+        live = await _live(session, grant)
         # The session started 2.5 minutes ago with one (free) destination; the second one
         # joins now and counts from minute 2 on.
         await _backdate(session, live, 2500)
@@ -169,21 +189,16 @@ async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_pre
         await session.flush()
         await billing.destination_changed(session, settings=settings, destination=dest)
         started = live.started_ms
-    await plane.on_engine_event(
-        SessionEnded(grant.session_id, owner.stream_id, "stopped", started + 4200, 0)
-    )
+    await _stopped_at(plane, owner, grant, started + 4200)
     assert await _balance(db, owner.account_id) == 100 - 2 * 2  # minutes 2 and 3
 
 
 async def test_a_destination_toggled_after_a_minute_ended_still_pays_that_minute(
     db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    plane = _plane(db, settings)
-    owner = await _owner(db, destinations=2, funds=100)
-    grant = await _publish(plane, owner)
+    plane, owner, grant = await _opened(db, settings, destinations=2)
     async with db.begin() as session:
-        live = await sessions.by_session_id(session, session_id=grant.session_id)
-        assert live is not None
+        live = await _live(session, grant)
         # Minute 0 ended 200 ms ago with the paid destination present; before the meter got
         # to it, the destination was disabled and enabled again.
         await _backdate(session, live, 1200)
@@ -193,9 +208,7 @@ async def test_a_destination_toggled_after_a_minute_ended_still_pays_that_minute
             dest.enabled = enabled
             await billing.destination_changed(session, settings=settings, destination=dest)
         started = live.started_ms
-    await plane.on_engine_event(
-        SessionEnded(grant.session_id, owner.stream_id, "stopped", started + 1500, 0)
-    )
+    await _stopped_at(plane, owner, grant, started + 1500)
     assert await _balance(db, owner.account_id) == 100 - 2  # minute 0, charged once
 
 
@@ -215,8 +228,7 @@ async def test_crash_recovery_closes_at_the_last_metered_minute_and_queues_strea
         )
     grant = await _publish(plane, owner)
     async with db.begin() as session:
-        live = await sessions.by_session_id(session, session_id=grant.session_id)
-        assert live is not None
+        live = await _live(session, grant)
         await _backdate(session, live, 3500)
         await meter.meter_session(
             session, settings=settings, session_pk=live.id, now_ms=live.started_ms + 3500
