@@ -73,12 +73,16 @@ async def _backdate(session: AsyncSession, live: LiveSession, ms: int) -> None:
 
 
 async def _opened(
-    db: async_sessionmaker[AsyncSession], settings: Settings, *, destinations: int
-) -> tuple[ControlPlaneService, Owner, PublishGrant]:
-    """An account with 100 sats whose stream was just published."""
+    db: async_sessionmaker[AsyncSession], settings: Settings, *, destinations: int, age_ms: int
+) -> tuple[ControlPlaneService, Owner, PublishGrant, int]:
+    """An account with 100 sats whose stream went live ``age_ms`` ago (and when that was)."""
     plane = _plane(db, settings)
     owner = await _owner(db, destinations=destinations, funds=100)
-    return plane, owner, await _publish(plane, owner)
+    grant = await _publish(plane, owner)
+    async with db.begin() as session:
+        live = await _live(session, grant)
+        await _backdate(session, live, age_ms)
+        return plane, owner, grant, live.started_ms
 
 
 async def _stopped_at(
@@ -171,12 +175,10 @@ async def test_the_end_of_a_session_charges_its_completed_minutes_once(
 async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_present_at(
     db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    plane, owner, grant = await _opened(db, settings, destinations=1)
+    # The session started 2.5 minutes ago with one (free) destination; the second one joins
+    # now and counts from minute 2 on.
+    plane, owner, grant, started = await _opened(db, settings, destinations=1, age_ms=2500)
     async with db.begin() as session:
-        live = await _live(session, grant)
-        # The session started 2.5 minutes ago with one (free) destination; the second one
-        # joins now and counts from minute 2 on.
-        await _backdate(session, live, 2500)
         dest = Destination(
             stream_id=owner.stream_id,
             account_id=owner.account_id,
@@ -188,7 +190,6 @@ async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_pre
         session.add(dest)
         await session.flush()
         await billing.destination_changed(session, settings=settings, destination=dest)
-        started = live.started_ms
     await _stopped_at(plane, owner, grant, started + 4200)
     assert await _balance(db, owner.account_id) == 100 - 2 * 2  # minutes 2 and 3
 
@@ -196,18 +197,15 @@ async def test_a_destination_joining_mid_session_pays_from_the_minute_it_was_pre
 async def test_a_destination_toggled_after_a_minute_ended_still_pays_that_minute(
     db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    plane, owner, grant = await _opened(db, settings, destinations=2)
+    # Minute 0 ended 200 ms ago with the paid destination present; before the meter got to it,
+    # the destination was disabled and enabled again.
+    plane, owner, grant, started = await _opened(db, settings, destinations=2, age_ms=1200)
     async with db.begin() as session:
-        live = await _live(session, grant)
-        # Minute 0 ended 200 ms ago with the paid destination present; before the meter got
-        # to it, the destination was disabled and enabled again.
-        await _backdate(session, live, 1200)
         dest = await session.get(Destination, owner.destination_ids[1])
         assert dest is not None
         for enabled in (False, True):
             dest.enabled = enabled
             await billing.destination_changed(session, settings=settings, destination=dest)
-        started = live.started_ms
     await _stopped_at(plane, owner, grant, started + 1500)
     assert await _balance(db, owner.account_id) == 100 - 2  # minute 0, charged once
 
