@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rtmp_peer import serve
 
 from simulcast.codecs import amf0
 from simulcast.codecs.rtmp import events as ev
@@ -26,21 +27,6 @@ CAPTURE = Path(__file__).parent / "data" / "rtmp_ffmpeg_publish.bin"
 
 def seeded() -> Any:
     return random.Random(7).randbytes
-
-
-def serve(conn: ServerConnection, data: bytes) -> list[ev.Event]:
-    """Feed ``data`` and answer like a permissive ingest; return the events."""
-    events = []
-    for event in conn.receive_data(data):
-        events.append(event)
-        match event:
-            case ev.ConnectRequest():
-                conn.accept_connect()
-            case ev.CreateStream(transaction_id=tid):
-                conn.accept_create_stream(tid)
-            case ev.PublishRequest(msid=msid, stream_name=name):
-                conn.accept_publish(msid, name)
-    return events
 
 
 def pair(chunk_size: int = 4096) -> tuple[ClientConnection, ServerConnection, list[ev.Event]]:

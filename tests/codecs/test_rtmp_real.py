@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import pytest
+from rtmp_peer import serve
 
 from simulcast.codecs.rtmp import events as ev
 from simulcast.codecs.rtmp.connection import ClientConnection, ServerConnection
@@ -149,18 +150,7 @@ def regenerate_capture() -> None:
 
 def captured_media() -> list[ev.MediaMessage]:
     """Media messages of the captured session, decoded by a ServerConnection."""
-    conn = ServerConnection()
-    events = []
-    for event in conn.receive_data(CAPTURE.read_bytes()):
-        events.append(event)
-        match event:
-            case ev.ConnectRequest():
-                conn.accept_connect()
-            case ev.CreateStream(transaction_id=tid):
-                conn.accept_create_stream(tid)
-            case ev.PublishRequest(msid=msid, stream_name=name):
-                conn.accept_publish(msid, name)
-    return media_of(events)
+    return media_of(serve(ServerConnection(), CAPTURE.read_bytes()))
 
 
 async def open_retrying(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
