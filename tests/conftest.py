@@ -44,3 +44,13 @@ def server(
 def sk(server: ServerProcess) -> str:
     """A fresh account's permanent key on the running server."""
     return server.create_account()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database's URL, or "" for SQLite in the data dir."""
+    if request.param == "postgres":
+        with fresh_postgres_database() as url:
+            yield url
+    else:
+        yield ""

@@ -18,22 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from simulcast.control.db.models import Account, Destination, Stream
 from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
 from simulcast.settings import Settings
-from tests.support import fresh_postgres_database, postgres_reachable
-
-PG_AVAILABLE = postgres_reachable()
-DB_BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(
-                not PG_AVAILABLE,
-                reason="PostgreSQL not reachable at postgres@127.0.0.1:5432 (trust auth)",
-            ),
-        ],
-    ),
-]
+from tests.conftest import BACKENDS
+from tests.support import fresh_postgres_database
 
 
 async def _migrate(settings: Settings) -> None:
@@ -44,7 +30,7 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session", params=DB_BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def db_settings(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,7 @@ from simulcast.control.services import webhooks as svc
 from simulcast.control.timeutil import now_ms
 from simulcast.control.webhook_dispatcher import WebhookDispatcher
 from simulcast.settings import Settings
-from tests.conftest import BACKENDS
 from tests.control.test_webhooks_receiver import Receiver
-from tests.support import fresh_postgres_database
 
 SECRET = "whsec_dispatch"
 
@@ -101,16 +99,6 @@ async def until(
             if done(row):
                 return row
             await asyncio.sleep(0.05)
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Empty for SQLite; a fresh PostgreSQL database when one is reachable."""
-    if request.param == "postgres":
-        with fresh_postgres_database() as url:
-            yield url
-    else:
-        yield ""
 
 
 @pytest.fixture

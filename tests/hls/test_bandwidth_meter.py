@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +14,8 @@ from simulcast.control.bandwidth_meter import BandwidthMeter
 from simulcast.control.db.models import Account, BandwidthBucket, Destination, Stream
 from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
 from simulcast.settings import Settings
-from tests.conftest import BACKENDS
-from tests.support import fresh_postgres_database
 
 HOUR = 1_800_000_000 // 3600 * 3600
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh PostgreSQL database's URL, or "" for SQLite in the data dir."""
-    if request.param == "postgres":
-        with fresh_postgres_database() as url:
-            yield url
-    else:
-        yield ""
 
 
 @pytest.fixture
