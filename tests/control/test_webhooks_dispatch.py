@@ -154,17 +154,19 @@ async def test_hanging_receiver_times_out_and_retries_while_others_get_events(
     world: World,
 ) -> None:
     async with Receiver(hang=True) as slow, Receiver(secret=SECRET) as fast:
-        await world.dispatcher(webhook_timeout_seconds=0.6)
+        # The slow receiver's first attempt hangs for the whole timeout; the fast receiver must
+        # get both events inside it (generous, so a loaded CI machine cannot fake a failure).
+        await world.dispatcher(webhook_timeout_seconds=3.0)
         slow_hook = await world.webhook(slow.url, ["stream.started"])
         await world.webhook(fast.url, ["stream.started"])
         started = time.monotonic()
         await world.emit(n=1)
-        await fast.wait_for(1, within=0.5)
-        await slow.wait_for(1, within=0.5)
+        await fast.wait_for(1, within=2.5)
+        await slow.wait_for(1, within=2.5)
         await world.emit(n=2)  # while the slow one is still hanging
-        await fast.wait_for(2, within=0.5)
-        assert time.monotonic() - started < 0.6
-        await slow.wait_for(2, within=5)  # timed out, then retried
+        await fast.wait_for(2, within=2.5)
+        assert time.monotonic() - started < 3.0
+        await slow.wait_for(2, within=12)  # timed out, then retried
         async with world.db() as session:
             rows = await svc.list_deliveries(session, webhook_id=slow_hook, limit=10)
         first = next(r for r in rows if json.loads(r.body)["data"] == {"n": 1})
