@@ -138,7 +138,6 @@ class _IngestConnection(asyncio.Protocol):
         self._msid = 0
         self._name = ""
         self._authorizing = False
-        self._kicked = False
         self._end: tuple[str, bool] | None = None
         self._lost = False
         self._last_data = 0.0
@@ -170,11 +169,9 @@ class _IngestConnection(asyncio.Protocol):
         metrics.BYTES_IN.inc(len(data))
         if self._feed is not None:
             self._feed.received(len(data))
-        try:
-            self._conn.receive_data(data)
-        except RemoteProtocolError as exc:
-            self._malformed(exc)
-            return
+        # Buffering only; parse errors surface in _process (which then closes us, so no more
+        # data reaches a connection that has failed).
+        self._conn.receive_data(data)
         self._process()
         self._batch_bytes += len(data)
         if not self._batch_ending:
@@ -190,7 +187,7 @@ class _IngestConnection(asyncio.Protocol):
         if exc is not None and self._end is None:
             log.info("publisher %s disconnected: %s", self._peer, exc)
         if self._end is None:
-            self._end = ("publisher_disconnected", self._kicked)
+            self._end = ("publisher_disconnected", False)  # lost, not left
         self._lost = True
         if self._timer is not None:
             self._timer.cancel()
@@ -207,7 +204,6 @@ class _IngestConnection(asyncio.Protocol):
 
     def _kick(self) -> None:
         # Tell the publisher its stream ended (encoders show it) before closing the socket.
-        self._kicked = True
         if self._msid in self._conn.publishing:
             self._conn.unpublish_notify(self._msid, self._name)
             self._flush()

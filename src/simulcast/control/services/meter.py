@@ -76,7 +76,7 @@ class MeterResult:
     metered_minutes: int
     charged: int
     stop_reason: str | None
-    next_minute_ends_ms: int = 0
+    next_minute_ends_ms: int
     """When the minute now in progress completes (the next charge is due)."""
 
 
