@@ -202,14 +202,12 @@ class RtmpPush:
                 except ReaderClosed:
                     direct.flush()
                     return
-                direct.flush()  # what the sink took went first
-                wire = [_wire(conn, unit) for unit in batch]
-                # One write (one send syscall) per batch; a single unit keeps its shared bytes.
-                data = wire[0] if len(wire) == 1 else b"".join(wire)
+                # Behind what the sink took: one write, in order.
+                for unit in batch:
+                    direct.take(unit)
                 if writer.is_closing():
                     raise ConnectionResetError("destination closed the connection")
-                writer.write(data)
-                link.sent(len(data))
+                direct.flush()
                 # Only a backed-up socket needs waiting for; arming a timeout for every batch of
                 # every destination was a measurable share of the relay's CPU (bench/relay.py).
                 if writer.transport.get_write_buffer_size():
@@ -220,7 +218,8 @@ class RtmpPush:
 
 
 class _DirectWriter:
-    """The reader's sink: takes units inside the publisher's ``push``, with no task switch.
+    """Every byte of media this push writes: as the reader's sink it takes units inside the
+    publisher's ``push``, with no task switch; the sender task adds what the reader queued.
 
     What arrives in one batch (one read of the publisher's socket, see ``relay_batch_seconds``)
     goes out in one write, one syscall, at the batch's end. Refuses units while the socket is
@@ -242,12 +241,16 @@ class _DirectWriter:
         transport = self._transport
         if transport.is_closing() or transport.get_write_buffer_size() >= _WRITE_HIGH_WATER:
             return False
-        data = _wire(self._conn, unit)
-        self._pending.append(data)
-        self._pending_bytes += len(data)
+        self.take(unit)
         if self._pending_bytes >= _WRITE_HIGH_WATER:
             self.flush()
         return True
+
+    def take(self, unit: MediaUnit) -> None:
+        """Add ``unit`` to the next write, unconditionally (the sender task's queued units)."""
+        data = _wire(self._conn, unit)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
 
     def flush(self) -> None:
         """Write what was taken and not written yet."""
