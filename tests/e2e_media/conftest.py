@@ -38,6 +38,11 @@ async def eventually(predicate: Callable[[], object], within: float = 10.0) -> N
             await asyncio.sleep(0.02)
 
 
+def ended(control: Any) -> list[SessionEnded]:
+    """The SessionEnded events the control plane got so far."""
+    return [e for e in control.events if isinstance(e, SessionEnded)]
+
+
 async def end_reasons(control: Any, count: int = 1) -> list[str]:
     """The reasons of the sessions that ended, once the control plane has heard of ``count``.
 
@@ -45,9 +50,8 @@ async def end_reasons(control: Any, count: int = 1) -> list[str]:
     event travels through a queue), so a test that saw ``engine.session()`` go away waits here
     for the events themselves.
     """
-    ended = lambda: [e for e in control.events if isinstance(e, SessionEnded)]  # noqa: E731
-    await eventually(lambda: len(ended()) >= count)
-    return [e.reason for e in ended()]
+    await eventually(lambda: len(ended(control)) >= count)
+    return [e.reason for e in ended(control)]
 
 
 NGINX = shutil.which("nginx")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import Processes, end_reasons, eventually, probe
-from simulcast.engine import OutputSpec, OutputStateChanged, SessionEnded
+from conftest import Processes, end_reasons, ended, eventually, probe
+from simulcast.engine import OutputSpec, OutputStateChanged
 from simulcast.media.unit import Kind
 
 pytestmark = pytest.mark.media
@@ -68,8 +68,7 @@ async def test_fanout_to_ffmpeg_nginx_and_sink(
 
     videos = [p for t, _, p in sink.messages if t == Kind.VIDEO]
     assert len(videos) >= FRAMES
-    ended = [e for e in control.events if isinstance(e, SessionEnded)]
-    assert ended[0].bytes_in > 100_000
+    assert ended(control)[0].bytes_in > 100_000
     states = [e.status.state for e in control.events if isinstance(e, OutputStateChanged)]
     assert states.count("live") == 4 and states.count("stopped") == 4
     assert engine.sessions() == {}

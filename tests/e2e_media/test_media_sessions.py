@@ -10,19 +10,14 @@ from typing import Any
 import pytest
 from rtmp_sink import RtmpSink, publish_raw
 
-from conftest import FFMPEG, Processes, end_reasons, eventually, probe
+from conftest import FFMPEG, Processes, end_reasons, ended, eventually, probe
 from simulcast.codecs import flv
 from simulcast.codecs.flv import VideoPacketType
 from simulcast.codecs.rtmp.chunk import encode_message
-from simulcast.engine import OutputSpec, SessionEnded
+from simulcast.engine import OutputSpec
 from simulcast.media.unit import Kind
 
 pytestmark = pytest.mark.media
-
-
-def ended(control: Any) -> list[SessionEnded]:
-    """The SessionEnded events the control plane got so far."""
-    return [e for e in control.events if isinstance(e, SessionEnded)]
 
 
 async def test_unknown_key_and_wrong_app_are_refused(make_engine: Any, procs: Processes) -> None:
