@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import Processes, end_reasons, ended, eventually, probe
 from simulcast.engine import OutputSpec, OutputStateChanged
 from simulcast.media.unit import Kind
+from tests.e2e_media.conftest import Processes, end_reasons, ended, eventually, probe
 
 pytestmark = pytest.mark.media
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import X264, Processes, free_port, probe
 from simulcast.engine import OutputSpec, SessionEnded
+from tests.e2e_media.conftest import X264, Processes, free_port, probe
 
 pytestmark = pytest.mark.media
 

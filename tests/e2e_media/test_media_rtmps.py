@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from rtmp_sink import RtmpSink
 
-from conftest import Processes, eventually
 from simulcast.engine import OutputSpec
 from simulcast.media.unit import Kind
 from simulcast.outputs.rtmp_push import RtmpPush
+from tests.e2e_media.conftest import Processes, eventually
 
 pytestmark = pytest.mark.media
 

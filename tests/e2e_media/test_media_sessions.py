@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from rtmp_sink import RtmpSink, publish_raw
 
-from conftest import FFMPEG, Processes, end_reasons, ended, eventually, probe
 from simulcast.codecs import flv
 from simulcast.codecs.flv import VideoPacketType
 from simulcast.codecs.rtmp.chunk import encode_message
 from simulcast.engine import OutputSpec
 from simulcast.media.unit import Kind
+from tests.e2e_media.conftest import FFMPEG, Processes, end_reasons, ended, eventually, probe
 
 pytestmark = pytest.mark.media
 
