@@ -6,19 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import ServerProcess, fresh_postgres_database, make_server, postgres_reachable
-
-PG_AVAILABLE = postgres_reachable()
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL not reachable on 127.0.0.1"),
-        ],
-    ),
-]
+from tests.support import (
+    BACKENDS,
+    ServerProcess,
+    fresh_postgres_database,
+    make_server,
+)
+from tests.support.media import make_engine, nginx_rtmp, procs  # noqa: F401 -- fixtures
+from tests.support.rtmp_sink import rtmp_sink  # noqa: F401 -- fixture
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -1,169 +1,47 @@
-"""The ``simulcast`` command: run the server and administer accounts, keys and wallets."""
+"""The ``simulcast`` console entry point.
+
+A well-formed ``simulcast serve [--role R] [--host H] [--port P]`` runs the server directly: the
+command line's library (typer, click and what they import, ~1.5 MB) would otherwise stay
+resident for the server's whole life. Everything else (the admin commands, ``--help``, an
+option the server does not know or a bad value) goes to the typer app in
+:mod:`simulcast.commands`, which parses it and reports errors.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+import sys
 
-import typer
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
-from simulcast.control.services import auth, ledger
-from simulcast.settings import Settings
-
-T = TypeVar("T")
-
-app = typer.Typer(
-    help="Simulcast: one RTMP ingest, many destinations, HLS, sats.", no_args_is_help=True
-)
-accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-wallet_app = typer.Typer(help="Fund wallets.", no_args_is_help=True)
-app.add_typer(accounts_app, name="accounts")
-app.add_typer(keys_app, name="keys")
-app.add_typer(wallet_app, name="wallet")
+from simulcast.serve import ROLES, run_server
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
-def _run_in_db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one committed transaction on the configured (upgraded) database."""
-
-    async def main() -> T:
-        settings = Settings()
-        engine = create_engine(settings)
-        try:
-            await upgrade_schema(engine)
-            async with session_factory(engine).begin() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
-
-
-def _account_id(session_name: str) -> Callable[[AsyncSession], Awaitable[int]]:
-    async def find(session: AsyncSession) -> int:
-        account = await auth.account_by_name(session, session_name)
-        if account is None:
-            raise typer.BadParameter(f"no account named {session_name!r}", param_hint="--account")
-        return account.id
-
-    return find
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="HTTP bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
-) -> None:
-    """Run the server: HTTP API, RTMP ingest and every output, in one process."""
-    overrides: dict[str, object] = {}
-    if host is not None:
-        overrides["http_host"] = host
-    if port is not None:
-        overrides["http_port"] = port
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    _setup_logging(settings.log_level)
-    from simulcast.app import create_app
-
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
-
-
-@app.command()
-def migrate() -> None:
-    """Apply pending database migrations (the server also does this on start)."""
-
-    async def nothing(_session: AsyncSession) -> None:
+def plain_serve(argv: list[str]) -> dict[str, str] | None:
+    """``serve``'s options by name (``role``, ``host``, ``port``) when ``argv`` is a plain,
+    valid ``serve``, else ``None`` (the typer app then parses it)."""
+    if not argv or argv[0] != "serve":
         return None
-
-    _run_in_db(nothing)
-    typer.echo("database schema is up to date")
-
-
-@accounts_app.command("create")
-def accounts_create(
-    name: Annotated[str, typer.Argument(help="Account (login) name")],
-    password: Annotated[str | None, typer.Option(help="Dashboard login password")] = None,
-    admin: Annotated[bool, typer.Option(help="Operator account (may credit wallets)")] = False,
-) -> None:
-    """Create an account and print its first permanent (``sk_``) API key, once."""
-
-    async def work(session: AsyncSession) -> tuple[int, str]:
-        try:
-            account = await auth.create_account(
-                session, name=name, password=password, is_admin=admin
-            )
-        except auth.AccountExists:
-            raise typer.BadParameter(f"account {name!r} already exists") from None
-        key = await auth.create_api_key(session, account_id=account.id, kind="sk")
-        return account.id, key
-
-    account_id, key = _run_in_db(work)
-    typer.echo(f"account {name!r} created (id {account_id})")
-    typer.echo(f"permanent API key (shown once): {key}")
-
-
-@keys_app.command("create")
-def keys_create(
-    account: Annotated[str, typer.Option(help="Account name")],
-) -> None:
-    """Create a permanent (``sk_``) API key for an account and print it, once."""
-
-    async def work(session: AsyncSession) -> str:
-        account_id = await _account_id(account)(session)
-        return await auth.create_api_key(session, account_id=account_id, kind="sk")
-
-    typer.echo(_run_in_db(work))
-
-
-@wallet_app.command("credit")
-def wallet_credit(
-    sats: Annotated[int, typer.Argument(min=1, help="Sats to add")],
-    account: Annotated[str, typer.Option(help="Account name")],
-    reason: Annotated[str, typer.Option(help="Memo kept with the posting")] = "operator credit",
-    reference: Annotated[
-        str | None, typer.Option(help="Idempotency reference: the same one never credits twice")
-    ] = None,
-) -> None:
-    """Credit an account's wallet through the ledger and print the new balance."""
-
-    async def work(session: AsyncSession) -> tuple[bool, int]:
-        account_id = await _account_id(account)(session)
-        posted = await ledger.OperatorCredit().fund(
-            session,
-            account_id=account_id,
-            amount=sats,
-            reference=reference or f"cli:{time.time_ns()}",
-            memo=reason,
-        )
-        return posted, await ledger.balance(session, account_id=account_id)
-
-    posted, balance = _run_in_db(work)
-    if not posted:
-        typer.echo("already credited with that reference; nothing changed")
-    typer.echo(f"balance of {account!r}: {balance} sats")
+    options: dict[str, str] = {}
+    rest = argv[1:]
+    while rest:
+        flag, eq, value = rest.pop(0).partition("=")
+        name = flag[2:]
+        if flag not in ("--role", "--host", "--port") or name in options:
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        options[name] = value
+    if not options.get("port", "0").isdigit() or options.get("role", "all") not in ROLES:
+        return None
+    return options
 
 
 def main() -> None:
     """Console entry point."""
+    options = plain_serve(sys.argv[1:])
+    if options is not None:
+        port = options.get("port")
+        sys.exit(run_server(options.get("role"), options.get("host"), int(port) if port else None))
+    from simulcast.commands import app
+
     app()

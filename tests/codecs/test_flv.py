@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from simulcast.codecs import flv
 from simulcast.codecs.flv import AudioPacketType, FlvError, VideoPacketType
-from simulcast.media.unit import Kind
+from simulcast.codecs.unit import Kind
 
 DATA = Path(__file__).parent / "data"
 
@@ -155,3 +155,30 @@ def test_ffmpeg_enhanced_fixtures(name: str, codec: str) -> None:
     assert all(tag.enhanced and tag.codec == codec for tag in tags)
     assert tags[0].is_sequence_header
     assert sum(tag.is_keyframe for tag in tags) == 2
+
+
+def test_classify_reads_common_headers_as_the_parsers_do() -> None:
+    """Every first byte of a video and an audio body, with every packet type the fast paths
+    tell apart, at short lengths: the classification (or the error) is the parsers' own."""
+
+    def parsed(kind: Kind, payload: bytes) -> tuple[bool, bool] | str:
+        try:
+            if kind == Kind.VIDEO:
+                tag = flv.parse_video(payload)
+                return tag.is_keyframe, tag.is_sequence_header
+            return False, flv.parse_audio(payload).is_sequence_header
+        except flv.FlvError:
+            return "error"
+
+    def classified(kind: Kind, payload: bytes) -> tuple[bool, bool] | str:
+        try:
+            return flv.classify(kind, payload)
+        except flv.FlvError:
+            return "error"
+
+    for kind in (Kind.VIDEO, Kind.AUDIO):
+        for b0 in range(256):
+            for b1 in (0, 1, 2, 3, 4, 0x80, 0xFF):
+                for length in (1, 2, 4, 5, 9):
+                    payload = (bytes((b0, b1)) + b"avc1\x00\x00\x00")[:length]
+                    assert classified(kind, payload) == parsed(kind, payload), (kind, payload)

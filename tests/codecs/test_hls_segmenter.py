@@ -20,9 +20,8 @@ from simulcast.codecs.hls import (
     SegmentEvent,
     render_media_playlist,
 )
-from simulcast.media.unit import Kind, MediaUnit
-
-DATA = Path(__file__).parent / "data"
+from simulcast.codecs.unit import Kind, MediaUnit
+from tests.support.media_units import source_video_frames, units
 
 
 def _ffmpeg() -> str:
@@ -35,16 +34,6 @@ def _ffmpeg() -> str:
         if found is None:
             pytest.skip("no ffmpeg")
         return found
-
-
-def units(name: str) -> list[MediaUnit]:
-    """The audio/video tags of a fixture as MediaUnits, as the ingest side would build them."""
-    result = []
-    for type_id, timestamp, body in flv.iter_tags((DATA / name).read_bytes()):
-        if type_id in (Kind.AUDIO, Kind.VIDEO):
-            keyframe, sequence_header = flv.classify(Kind(type_id), body)
-            result.append(MediaUnit(Kind(type_id), timestamp, body, keyframe, sequence_header))
-    return result
 
 
 @dataclass
@@ -88,15 +77,6 @@ def decode(init: bytes, segment: bytes, tmp: Path) -> tuple[list[av.VideoFrame],
     with av.open(str(path)) as container:
         audio = sum(1 for _ in container.decode(audio=0)) if container.streams.audio else 0
     return video, audio
-
-
-def source_video_frames(name: str) -> int:
-    return sum(
-        1
-        for u in units(name)
-        if u.kind == Kind.VIDEO
-        and flv.parse_video(u.payload).packet_type == flv.VideoPacketType.CODED_FRAMES
-    )
 
 
 def ffmpeg_check(playlist: Path) -> None:

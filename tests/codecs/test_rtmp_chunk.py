@@ -214,3 +214,37 @@ def test_arbitrary_splits_give_the_same_messages(
             pieces.append(m)
     assert pieces == whole
     assert [(m.csid, m.type_id, m.timestamp, m.payload) for m in whole[1:]] == specs
+
+
+def _chunks(csid: int, type_id: int, ts: int, payload: bytes, size: int) -> list[bytes]:
+    """One message as separate chunks: a fmt 0 header, then one-byte fmt 3 continuations."""
+    head = bytes((csid,)) + ts.to_bytes(3, "big") + len(payload).to_bytes(3, "big")
+    head += bytes((type_id,)) + (1).to_bytes(4, "little")
+    parts = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+    return [head + parts[0]] + [bytes((0xC0 | csid,)) + part for part in parts[1:]]
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.tuples(st.integers(0, 5000), st.binary(max_size=300)), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 5000), st.binary(max_size=300)), min_size=1, max_size=4),
+    st.sampled_from([1, 16, 128]),
+    st.data(),
+)
+def test_interleaved_chunk_streams_reassemble_each_message(
+    video: list[tuple[int, bytes]],
+    audio: list[tuple[int, bytes]],
+    chunk_size: int,
+    data: st.DataObject,
+) -> None:
+    # Audio chunks land between a video frame's continuations (as publishers send them): a
+    # continuation on one chunk stream must never be taken for the other's.
+    video_chunks = [c for ts, p in video for c in _chunks(7, 9, ts, p, chunk_size)]
+    audio_chunks = [c for ts, p in audio for c in _chunks(6, 8, ts, p, chunk_size)]
+    wire = [encode_message(2, msg.SET_CHUNK_SIZE, 0, 0, msg.u32(chunk_size), 128)]
+    while video_chunks or audio_chunks:
+        pick_video = bool(video_chunks) and (not audio_chunks or data.draw(st.booleans()))
+        wire.append((video_chunks if pick_video else audio_chunks).pop(0))
+    got = decode_all(b"".join(wire))[1:]
+    assert [(m.timestamp, m.payload) for m in got if m.csid == 7] == video
+    assert [(m.timestamp, m.payload) for m in got if m.csid == 6] == audio

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rtmp_peer import serve
 
 from simulcast.codecs import amf0
 from simulcast.codecs.rtmp import events as ev
@@ -21,6 +20,7 @@ from simulcast.codecs.rtmp import messages as msg
 from simulcast.codecs.rtmp.chunk import encode_message
 from simulcast.codecs.rtmp.connection import ClientConnection, ServerConnection
 from simulcast.codecs.rtmp.errors import LocalProtocolError, RemoteProtocolError, RtmpError
+from tests.support.rtmp_peer import serve
 
 CAPTURE = Path(__file__).parent / "data" / "rtmp_ffmpeg_publish.bin"
 
@@ -93,7 +93,7 @@ def test_client_that_skips_release_and_fcpublish() -> None:
     data += encode_message(6, 9, 1, 10, b"\x17\x00frame", 128)
     events = serve(server, data)
     kinds = [type(e) for e in events]
-    assert kinds == [ev.HandshakeDone, ev.ConnectRequest, ev.CreateStream, ev.PublishRequest,
+    assert kinds == [ev.HandshakeDone, ev.ConnectRequest, ev.CreateStream, ev.PublishCommand,
                      ev.MediaMessage]  # fmt: skip
     assert events[0] == ev.HandshakeDone(peer_digest=True)
 
@@ -144,7 +144,7 @@ def test_reject_connect_and_publish() -> None:
                 server.accept_connect()
             case ev.CreateStream(transaction_id=tid):
                 server.accept_create_stream(tid)
-            case ev.PublishRequest(msid=msid):
+            case ev.PublishCommand(msid=msid):
                 server.reject_publish(msid, status.PUBLISH_BAD_NAME, "bad key")
     on_status = replies(server)[-1]
     assert on_status.name == "onStatus" and on_status.arg(0)["level"] == "error"
@@ -177,7 +177,7 @@ def test_client_sees_connect_and_publish_failures() -> None:
                     server.accept_connect()
                 case ev.CreateStream(transaction_id=tid):
                     server.accept_create_stream(tid)
-                case ev.PublishRequest(msid=msid):
+                case ev.PublishCommand(msid=msid):
                     server.reject_publish(msid, status.PUBLISH_DENIED, "denied")
         client_events += client.receive_data(server.data_to_send())
     assert client_events[-1] == ev.PublishFailed(status.PUBLISH_DENIED, "denied")
@@ -230,7 +230,7 @@ def test_amf3_command_and_data_messages() -> None:
     wire += encode_message(5, msg.DATA_AMF3, 1, 0, b"\x00" + amf3_meta, 128)
     wire += encode_message(5, msg.DATA_AMF3, 1, 0, b"\x00\x11\x0c\x03z", 128)  # ByteArray
     events = serve(server, wire)
-    assert isinstance(events[0], ev.PublishRequest) and events[0].stream_name == "n"
+    assert isinstance(events[0], ev.PublishCommand) and events[0].stream_name == "n"
     media = [e for e in events if isinstance(e, ev.MediaMessage)]
     assert (media[0].type_id, media[0].payload) == (18, meta)
     assert media[1].type_id == 18
@@ -352,7 +352,7 @@ def test_codec_imports_no_io_modules() -> None:
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"
-        "import simulcast.codecs.amf0, simulcast.codecs.amf3\n"
+        "import simulcast.codecs.amf, simulcast.codecs.amf0, simulcast.codecs.amf3\n"
         "import simulcast.codecs.rtmp.connection\n"
         "new = set(sys.modules) - before\n"
         "print(sorted({'asyncio', 'socket', 'ssl', 'time', 'selectors'} & new))\n"
@@ -360,7 +360,118 @@ def test_codec_imports_no_io_modules() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     root = Path(__file__).parents[2] / "src" / "simulcast" / "codecs"
-    for path in [root / "amf0.py", root / "amf3.py", *sorted((root / "rtmp").glob("*.py"))]:
+    for path in [
+        root / "amf.py",
+        root / "amf0.py",
+        root / "amf3.py",
+        *sorted((root / "rtmp").glob("*.py")),
+    ]:
         source = path.read_text()
         for name in ("asyncio", "socket", "ssl", "time"):
             assert f"import {name}" not in source, (path, name)
+
+
+def test_client_plays_a_stream() -> None:
+    client = ClientConnection("live", "rtmp://h/live", "src", play=True, random_bytes=seeded())
+    server = ServerConnection(random_bytes=seeded())
+    client.initiate()
+    seen: list[ev.Event] = []
+    for _ in range(10):
+        seen += serve(server, client.data_to_send())
+        list(client.receive_data(server.data_to_send()))
+    # A player asks for no publish: connect, createStream, then play (start -2000: live first).
+    assert not any(isinstance(e, ev.ReleaseStream | ev.FCPublish | ev.PublishCommand) for e in seen)
+    play = [e for e in seen if isinstance(e, ev.UnknownCommand) and e.name == "play"]
+    assert len(play) == 1 and play[0].msid == client.msid == 1
+    assert list(play[0].args) == ["src", -2000.0]
+    assert not client.playing
+
+    def from_server(type_id: int, timestamp: int, payload: bytes) -> bytes:
+        csid = {msg.COMMAND_AMF0: 5, msg.AUDIO: 6}[type_id]
+        return encode_message(csid, type_id, 1, timestamp, payload, server.chunk_size)
+
+    started = msg.Command(
+        "onStatus", 0.0, None, (status.info("status", status.PLAY_START, "Started"),)
+    ).encode()
+    wire = from_server(msg.COMMAND_AMF0, 0, started) + from_server(msg.AUDIO, 40, b"\xaf\x01ab")
+    events = list(client.receive_data(wire))
+    assert events == [ev.PlayStarted(1), ev.MediaMessage(msg.AUDIO, 1, 40, b"\xaf\x01ab")]
+    assert client.playing
+    refused = ClientConnection("live", "rtmp://h/live", "x", play=True, random_bytes=seeded())
+    refused.initiate()
+    server = ServerConnection(random_bytes=seeded())
+    for _ in range(10):
+        serve(server, refused.data_to_send())
+        list(refused.receive_data(server.data_to_send()))
+    error = msg.Command(
+        "onStatus", 0.0, None, (status.info("error", "NetStream.Play.StreamNotFound", "no"),)
+    ).encode()
+    events = list(refused.receive_data(from_server(msg.COMMAND_AMF0, 0, error)))
+    assert events == [ev.PublishFailed("NetStream.Play.StreamNotFound", "no")]
+
+
+# -- hostile input (issue 20) -----------------------------------------------------------------
+
+_NON_FINITE = [float("nan"), float("inf"), float("-inf"), -float("nan")]
+_AFTER_CONNECT = (("connect", 1.0, {"app": "live"}, (), 0), ("createStream", 2.0, None, (), 0))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.sampled_from(["deleteStream", "closeStream", "publish", "createStream", "FCUnpublish"]),
+    st.sampled_from(_NON_FINITE),
+    st.sampled_from(["tid", "arg", "object", "nested"]),
+)
+def test_fuzz_nan_corpus(name: str, bad: float, where: str) -> None:
+    """NaN and infinities anywhere in a command are a protocol error, never another exception."""
+    tid = bad if where == "tid" else 3.0
+    obj = {"x": bad} if where == "object" else None
+    args: tuple[Any, ...] = (bad,) if where == "arg" else ("key",)
+    if where == "nested":
+        args = ([1.0, {"deep": [bad]}],)
+    data = raw_client_bytes(*_AFTER_CONNECT, (name, tid, obj, args, 1))
+    server = ServerConnection()
+    with pytest.raises(RemoteProtocolError, match="NaN or infinite"):
+        serve(server, data)
+
+
+def test_nan_in_shared_amf_references_is_found() -> None:
+    # AMF0 references let an object appear many times (or contain itself): walked once.
+    body = bytearray(amf0.encode_all("deleteStream", 4.0, None))
+    body += b"\x03" + b"\x00\x01a" + b"\x07\x00\x00" + b"\x00\x00\x09"  # {a: ref to itself}
+    body += amf0.encode(float("nan"))
+    hello = handshake.client_hello(bytes(handshake.PACKET_SIZE))
+    data = hello.c0c1 + bytes(handshake.PACKET_SIZE)
+    data += raw_client_bytes(*_AFTER_CONNECT)[len(data) :]
+    data += encode_message(3, msg.COMMAND_AMF0, 0, 0, bytes(body), 128)
+    with pytest.raises(RemoteProtocolError, match="NaN"):
+        serve(ServerConnection(), data)
+
+
+def test_limits_before_publish_are_small_and_lifted_by_accept() -> None:
+    hello = handshake.client_hello(bytes(handshake.PACKET_SIZE))
+    start = hello.c0c1 + bytes(handshake.PACKET_SIZE)
+    # A 16 MiB chunk size before connect: refused (ffmpeg sends 4096 after its connect).
+    server = ServerConnection()
+    big_chunks = encode_message(2, msg.SET_CHUNK_SIZE, 0, 0, msg.u32(16 << 20), 128)
+    with pytest.raises(RemoteProtocolError, match="chunk size"):
+        serve(server, start + big_chunks)
+    # An 8 MiB message header before publish: refused at the header, nothing is held.
+    server = ServerConnection()
+    header = encode_message(3, msg.COMMAND_AMF0, 0, 0, bytes(8 << 20), 128)[:12]
+    with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
+        serve(server, start + header)
+    assert server.buffered_bytes < 64
+    # After an accepted publish the full limits apply: a 1 MiB keyframe and 1 MiB chunks pass.
+    client, server, _ = pair()
+    serve(server, encode_message(2, msg.SET_CHUNK_SIZE, 0, 0, msg.u32(1 << 20), client.chunk_size))
+    assert client.msid is not None
+    frame = encode_message(7, msg.VIDEO, client.msid, 0, b"\x17" + bytes(1 << 20), 1 << 20)
+    media = [e for e in serve(server, frame) if isinstance(e, ev.MediaMessage)]
+    assert len(media) == 1 and len(media[0].payload) == (1 << 20) + 1
+
+
+def test_ffmpeg_capture_fits_the_limits_before_publish() -> None:
+    # What a real encoder sends before its publish is accepted stays far under the defaults.
+    events = serve(ServerConnection(), CAPTURE.read_bytes())
+    assert any(isinstance(e, ev.MediaMessage) for e in events)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import av
 import pytest
-from rtmp_peer import serve
 
 from simulcast.codecs.rtmp import events as ev
 from simulcast.codecs.rtmp.connection import ClientConnection, ServerConnection
+from tests.support import free_port
+from tests.support.media import recorded
+from tests.support.rtmp_peer import serve
 
 pytestmark = pytest.mark.media
 
@@ -44,13 +45,6 @@ def ffmpeg_exe() -> str:
         return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Ingest:
     """A minimal ingest shell: accepts every publish and records events and raw bytes."""
 
@@ -64,15 +58,7 @@ class Ingest:
         try:
             while data := await reader.read(65536):
                 self.raw += data
-                for event in conn.receive_data(data):
-                    self.events.append(event)
-                    match event:
-                        case ev.ConnectRequest():
-                            conn.accept_connect()
-                        case ev.CreateStream(transaction_id=tid):
-                            conn.accept_create_stream(tid)
-                        case ev.PublishRequest(msid=msid, stream_name=name):
-                            conn.accept_publish(msid, name)
+                self.events.extend(serve(conn, data))
                 writer.write(conn.data_to_send())
                 await writer.drain()
         finally:
@@ -118,15 +104,15 @@ def media_of(events: list[ev.Event]) -> list[ev.MediaMessage]:
 async def test_ffmpeg_publishes_to_server_connection() -> None:
     ingest = await publish_with_ffmpeg()
     kinds = [type(e) for e in ingest.events]
-    for expected in (ev.HandshakeDone, ev.ConnectRequest, ev.CreateStream, ev.PublishRequest):
+    for expected in (ev.HandshakeDone, ev.ConnectRequest, ev.CreateStream, ev.PublishCommand):
         assert expected in kinds
-    assert kinds.index(ev.ConnectRequest) < kinds.index(ev.PublishRequest)
+    assert kinds.index(ev.ConnectRequest) < kinds.index(ev.PublishCommand)
     handshake = next(e for e in ingest.events if isinstance(e, ev.HandshakeDone))
     assert handshake.peer_digest  # ffmpeg uses the FP9 digest handshake
     connect = next(e for e in ingest.events if isinstance(e, ev.ConnectRequest))
     assert connect.app == "live"
     assert connect.tc_url.endswith("/live")
-    publish = next(e for e in ingest.events if isinstance(e, ev.PublishRequest))
+    publish = next(e for e in ingest.events if isinstance(e, ev.PublishCommand))
     assert publish.stream_name == "key?token=abc"
     media = media_of(ingest.events)
     video = [m for m in media if m.type_id == 9]
@@ -277,8 +263,8 @@ async def test_client_connection_pushes_to_nginx_rtmp(nginx_rtmp: tuple[int, Pat
     port, record = nginx_rtmp
     conn = await push(port, "live", "x", captured_media())
     assert conn.handshake_verified  # nginx answers the digest handshake
-    # nginx finalizes the recording when the publisher goes away; give it a moment.
-    await asyncio.sleep(0.5)
+    # nginx writes the tail of the recording as the publisher goes away.
+    await recorded(record / "x.flv", lambda p: p.stat().st_size, lambda size: size > 0)
     assert_flv_decodes(record / "x.flv")
 
 

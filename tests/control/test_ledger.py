@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simulcast.control.db.models import Account, LedgerEntry, LedgerTransaction
 from simulcast.control.services import ledger
-from tests.control.conftest import make_owner
+from tests.support.db import make_owner
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,11 +20,12 @@ from simulcast.control.db.models import (
     SessionDestination,
     Stream,
 )
-from simulcast.control.services import ledger, meter, sessions
-from simulcast.control.services.meter import Meter
-from simulcast.engine import SessionInfo
+from simulcast.control.minute_meter import MinuteMeter
+from simulcast.control.services import ledger, limits, meter, sessions
+from simulcast.engine import OutputStatus, SessionInfo
 from simulcast.settings import Settings
-from tests.control.conftest import Owner, make_owner
+from tests.support import poll_until
+from tests.support.db import Owner, add_destinations, make_owner
 
 NODE = "node-a"
 MIN_S = 1.0
@@ -96,6 +99,33 @@ async def _start(
     return owner, live
 
 
+async def _join(
+    db: async_sessionmaker[AsyncSession], owner: Owner, live: LiveSession, started_ms: int
+) -> Destination:
+    """A paid (Twitch) destination added to the stream and to its live session."""
+    async with db.begin() as session:
+        (dest,) = await add_destinations(session, owner.account_id, owner.stream_id, 1, "Twitch")
+        session.add(
+            SessionDestination(
+                session_pk=live.id, destination_id=dest.id, platform="Twitch", started_ms=started_ms
+            )
+        )
+    return dest
+
+
+@contextmanager
+def sql_statements(db: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """The SQL statements run on ``db`` while the block runs."""
+    statements: list[str] = []
+    bind = db.kw["bind"].sync_engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(bind, "before_cursor_execute", listener)
+    try:
+        yield statements
+    finally:
+        event.remove(bind, "before_cursor_execute", listener)
+
+
 async def _charges(db: async_sessionmaker[AsyncSession], live: LiveSession) -> list[str]:
     async with db() as session:
         keys = await session.scalars(
@@ -124,7 +154,7 @@ async def test_each_completed_minute_is_charged_once_per_paid_destination(
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, destinations=3)
-    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(0.5)
     await m.tick()
     assert await _charges(db, live) == []
@@ -144,12 +174,10 @@ async def test_between_boundaries_a_session_is_only_rechecked_every_few_seconds(
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, _ = await _start(db, engine, funds=100)
-    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5)
-    statements: list[str] = []
-    bind = db.kw["bind"].sync_engine
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(bind, "before_cursor_execute", listener)
-    try:
+    m = MinuteMeter(
+        _settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5
+    )
+    with sql_statements(db) as statements:
         clock.at_minutes(0.1)
         await m.tick()  # a session the meter has not seen yet is metered at once
         assert statements
@@ -164,8 +192,30 @@ async def test_between_boundaries_a_session_is_only_rechecked_every_few_seconds(
         clock.at_minutes(0.65)
         await m.tick()  # the recheck's look-ahead sees the lowered limit
         assert engine.stops == [(owner.stream_id, "limit_max_sats")]
-    finally:
-        event.remove(bind, "before_cursor_execute", listener)
+
+
+async def test_a_free_session_is_looked_at_between_boundaries_only_when_its_destinations_change(
+    db: async_sessionmaker[AsyncSession], db_settings: Settings
+) -> None:
+    engine, clock = FakeEngine(), Clock()
+    owner, live = await _start(db, engine, funds=0, destinations=1)  # the free platform only
+    m = MinuteMeter(
+        _settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5
+    )
+    with sql_statements(db) as statements:
+        clock.at_minutes(0.1)
+        await m.tick()
+        statements.clear()
+        clock.at_minutes(0.9)  # past several rechecks: a free minute has nothing to look ahead for
+        await m.tick()
+        assert statements == [] and engine.stops == []
+        paid = await _join(db, owner, live, started_ms=T0)
+        info = engine.live[owner.stream_id]
+        outputs = {d: OutputStatus(d, "rtmp", "live") for d in (*owner.destination_ids, paid.id)}
+        engine.live[owner.stream_id] = dataclasses.replace(info, outputs=outputs)
+        clock.at_minutes(0.95)
+        await m.tick()  # the new destination is looked at now: the empty wallet cannot pay it
+        assert engine.stops == [(owner.stream_id, "insufficient_funds")]
 
 
 async def test_a_destination_added_mid_minute_pays_from_that_minute(
@@ -173,22 +223,8 @@ async def test_a_destination_added_mid_minute_pays_from_that_minute(
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, destinations=1)
-    async with db.begin() as session:
-        late = Destination(
-            stream_id=owner.stream_id,
-            account_id=owner.account_id,
-            type="rtmp",
-            platform="Twitch",
-            created_ms=1,
-        )
-        session.add(late)
-        await session.flush()
-        session.add(
-            SessionDestination(
-                session_pk=live.id, destination_id=late.id, platform="Twitch", started_ms=T0 + 1500
-            )
-        )
-    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    late = await _join(db, owner, live, started_ms=T0 + 1500)
+    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(3.1)
     results = await m.tick()
     assert [(r.metered_minutes, r.charged) for r in results] == [(3, 4)]
@@ -203,7 +239,7 @@ async def test_insufficient_funds_stops_and_blocks_until_credited(
     engine, clock = FakeEngine(), Clock()
     settings = _settings(db_settings)
     owner, live = await _start(db, engine, funds=5)
-    m = Meter(settings, db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(2.01)
     await m.tick()
     # 2 minutes paid (4 sats); the third cannot be: stopped at its start.
@@ -213,7 +249,7 @@ async def test_insufficient_funds_stops_and_blocks_until_credited(
     async with db.begin() as session:
 
         async def can_start(paid: int) -> bool:
-            return await meter.can_start(
+            return await limits.can_start(
                 session, settings=settings, account_id=owner.account_id, paid_destinations=paid
             )
 
@@ -228,7 +264,7 @@ async def test_max_sats_stops_at_the_minute_it_is_reached_and_locks(
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, max_sats=5)
-    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
     for minute in (0.5, 1.01, 2.01):
         clock.at_minutes(minute)
         await m.tick()
@@ -242,7 +278,7 @@ async def test_max_duration_stops_and_locks(
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, _ = await _start(db, engine, funds=100, max_minutes=3)
-    m = Meter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(5.5)  # a late tick: only the allowed minutes are charged
     await m.tick()
     assert engine.stops == [(owner.stream_id, "limit_max_duration")]
@@ -274,7 +310,7 @@ async def test_crash_recovery_closes_at_last_metered_minute_charging_once(
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100)
     clock.at_minutes(2.7)
-    await Meter(settings, db, engine, node_id=NODE, clock=clock).tick()
+    await MinuteMeter(settings, db, engine, node_id=NODE, clock=clock).tick()
     # kill -9: the engine's state is gone; on restart the open session is recovered.
     for _ in range(2):
         async with db.begin() as session:
@@ -350,9 +386,18 @@ async def test_run_loop_charges_in_real_time(
         row = await session.get(LiveSession, live.id)
         assert row is not None
         row.started_ms = int(time.time() * 1000)
-    m = Meter(settings, db, engine, node_id=NODE)
-    task = asyncio.create_task(m.run())
-    await asyncio.sleep(0.75)
-    m.stop()
-    await asyncio.wait_for(task, 2)
-    assert len(await _charges(db, live)) in (3, 4)  # 0.75 s of 0.2 s minutes, give or take a tick
+    m = MinuteMeter(settings, db, engine, node_id=NODE)
+    started = time.monotonic()
+    await m.start()
+
+    async def three_minutes_charged() -> list[str]:
+        charges = await _charges(db, live)
+        return charges if len(charges) >= 3 else []
+
+    # However loaded the machine, the loop keeps charging each closed 0.2 s minute, once.
+    await poll_until(three_minutes_charged, 10, "three billed minutes")
+    await asyncio.wait_for(m.stop(), 2)
+    elapsed = time.monotonic() - started
+    charges = await _charges(db, live)
+    assert [c.rsplit(":", 1)[1] for c in charges] == [str(i) for i in range(len(charges))]
+    assert len(charges) <= elapsed / 0.2 + 1  # never a minute that has not begun

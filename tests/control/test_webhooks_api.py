@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from simulcast.control.services import auth
 from simulcast.settings import Settings
-from tests.control.test_webhooks_receiver import Receiver
 from tests.support import free_port
+from tests.support.webhook_receiver import Receiver
 
 app_module = pytest.importorskip(
     "simulcast.app", reason="the app does not import yet", exc_type=ImportError
@@ -47,6 +47,7 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Api]:
         "http_port": free_port(),
         "rtmp_host": "127.0.0.1",
         "rtmp_port": free_port(),
+        "srt_port": 0,
         "webhooks_allow_http": True,
         "webhooks_allow_private": True,
         "webhook_retry_base_seconds": 0.2,

@@ -20,7 +20,7 @@ from simulcast.control.services import webhooks as svc
 from simulcast.control.timeutil import now_ms
 from simulcast.control.webhook_dispatcher import WebhookDispatcher
 from simulcast.settings import Settings
-from tests.control.test_webhooks_receiver import Receiver
+from tests.support.webhook_receiver import Receiver
 
 SECRET = "whsec_dispatch"
 

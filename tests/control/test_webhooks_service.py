@@ -10,15 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simulcast.control.db.models import WebhookDelivery
 from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
 from simulcast.control.services import auth, streams
 from simulcast.control.services import webhooks as svc
-from simulcast.control.webhook_dispatcher import backoff_seconds, pinned_request
+from simulcast.control.webhook_dispatcher import pinned_request
 from simulcast.settings import Settings
-from tests.control.test_webhooks_receiver import Receiver
+from tests.support.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -210,7 +211,42 @@ async def test_pinned_request_reaches_the_pinned_address() -> None:
         assert receiver.requests[0].headers["host"] == f"hooks.invalid:{port}"
 
 
-def test_backoff_grows_with_jitter_and_cap() -> None:
-    for attempts, low, high in ((1, 1.0, 2.0), (2, 2.0, 4.0), (5, 16.0, 32.0), (30, 50.0, 100.0)):
-        for _ in range(20):
-            assert low <= backoff_seconds(attempts, base=2.0, cap=100.0) <= high
+async def test_an_event_queued_again_with_its_once_key_is_refused_not_doubled(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A transaction tried again after its commit may have landed: the same ``once`` key
+    makes the same delivery ids, so the second try fails instead of queueing the event twice."""
+    async with db.begin() as session:
+        account = await auth.create_account(session, name="a", password=None)
+        for url in ("https://one.example/x", "https://two.example/x"):
+            await svc.create_webhook(
+                session,
+                account_id=account.id,
+                url=url,
+                events=["stream.disconnected"],
+                secret=None,
+                stream_id=None,
+            )
+
+    async def enqueue(once: str) -> list[str]:
+        async with db.begin() as session:
+            return await svc.enqueue_event(
+                session,
+                account_id=account.id,
+                stream_id=None,
+                event="stream.disconnected",
+                data={"sessionId": "S1"},
+                created_ms=1234,
+                once=once,
+            )
+
+    first = await enqueue("k1")
+    assert len(set(first)) == 2
+    with pytest.raises(IntegrityError):
+        await enqueue("k1")
+    other = await enqueue("k2")  # another event at the same moment: its own deliveries
+    assert not set(other) & set(first)
+    async with db() as session:
+        rows = (await session.scalars(select(WebhookDelivery))).all()
+    assert sorted(r.id for r in rows) == sorted(first + other)
+    assert all(json.loads(r.body)["id"] == r.id for r in rows)

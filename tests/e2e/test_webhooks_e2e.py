@@ -14,8 +14,8 @@ import pytest
 
 from simulcast.control.services import auth
 from simulcast.settings import Settings
-from tests.control.test_webhooks_receiver import Receiver
 from tests.support import free_port
+from tests.support.webhook_receiver import Receiver
 
 pytest.importorskip("simulcast.media.local_engine", reason="the media engine has not landed")
 app_module = pytest.importorskip(
@@ -49,6 +49,7 @@ async def test_publish_and_stop_deliver_signed_events(tmp_path: Path) -> None:
         http_port=free_port(),
         rtmp_host="127.0.0.1",
         rtmp_port=rtmp_port,
+        srt_port=0,
         webhooks_allow_http=True,
         webhooks_allow_private=True,
         webhook_retry_base_seconds=0.2,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from media_units import audio, audio_header, metadata, video, video_header
 
+from simulcast.codecs.unit import MediaUnit
 from simulcast.media.reader import ReaderClosed
 from simulcast.media.stream import LiveStream
-from simulcast.media.unit import MediaUnit
+from tests.support.media_units import audio, audio_header, metadata, video, video_header
 
 
 def make_stream(gop_bytes: int = 10_000_000, gop_seconds: float = 10.0) -> LiveStream:
@@ -159,6 +159,16 @@ async def test_async_get_and_close() -> None:
     with pytest.raises(ReaderClosed):
         while True:
             await reader.get()
+
+
+async def test_batches_yield_what_is_queued_then_end_when_closed() -> None:
+    stream = make_stream()
+    reader = stream.add_reader(max_bytes=1_000_000, max_seconds=4)
+    stream.publish(video(0, key=True))
+    stream.publish(video(33))
+    stream.close()
+    seen = [u.timestamp async for batch in reader.batches() for u in batch]
+    assert seen == [0, 33]
 
 
 class Intake:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulcast.outputs.base import OutputFailed
-from simulcast.outputs.rtmp_push import parse_rtmp_url
+from simulcast.codecs.rtmp.url import InvalidRtmpUrl, parse_rtmp_url
 
 
 @pytest.mark.parametrize(
@@ -47,5 +46,5 @@ def test_split(url: str, host: str, port: int, app: str, key: str, tc_url: str |
     "url", ["http://host/app/key", "rtmp://host/key", "rtmp:///app/key", "rtmp://host:99999/a/k"]
 )
 def test_unusable_urls_fail_permanently(url: str) -> None:
-    with pytest.raises(OutputFailed):
+    with pytest.raises(InvalidRtmpUrl):
         parse_rtmp_url(url)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from simulcast.codecs.unit import Kind, MediaUnit
 from simulcast.media.slate import Slate, SlateParams
 from simulcast.media.stream import LiveStream
 from simulcast.media.switcher import SWITCH_STEP_MS, Switcher, Takeover
-from simulcast.media.unit import Kind, MediaUnit
-from tests.media.media_units import audio, audio_header, video, video_header
+from tests.support.media_units import audio, audio_header, video, video_header
 
 
 def make() -> tuple[Switcher, list[MediaUnit], list[Takeover], list[str]]:

@@ -1,6 +1,7 @@
 """AMF0 (Action Message Format 0) encoder and decoder.
 
-Python value model (decode produces it, encode accepts it):
+Python value model (decode produces it, encode accepts it; the types are
+:mod:`simulcast.codecs.amf`'s):
 
 ========================  =====================================================
 AMF0 type                 Python value
@@ -28,29 +29,27 @@ Malformed input raises :class:`AMFDecodeError`; values that cannot be represente
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import Any, Final
 
+from simulcast.codecs import amf3
+from simulcast.codecs.amf import (
+    MAX_DEPTH,
+    UNDEFINED,
+    AmfDate,
+    AMFDecodeError,
+    AMFEncodeError,
+    EcmaArray,
+    TypedObject,
+    XmlDocument,
+)
+
 __all__ = [
-    "MAX_DEPTH",
-    "UNDEFINED",
-    "AMFDecodeError",
-    "AMFEncodeError",
-    "AMFError",
-    "AmfDate",
     "Decoder",
-    "EcmaArray",
-    "TypedObject",
-    "Undefined",
-    "XmlDocument",
     "decode",
     "decode_all",
     "encode",
     "encode_all",
 ]
-
-MAX_DEPTH: Final = 64
-"""Deepest container nesting accepted either way (guards the recursion of both directions)."""
 
 NUMBER: Final = 0x00
 BOOLEAN: Final = 0x01
@@ -72,59 +71,6 @@ _DOUBLE = struct.Struct(">d")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _DATE = struct.Struct(">dh")
-
-
-class AMFError(Exception):
-    """Base class of AMF errors."""
-
-
-class AMFDecodeError(AMFError, ValueError):
-    """The bytes are not valid AMF."""
-
-
-class AMFEncodeError(AMFError, TypeError):
-    """The value has no AMF0 representation."""
-
-
-class Undefined:
-    """The AMF ``undefined`` value (distinct from ``null``); use the :data:`UNDEFINED` singleton."""
-
-    _instance: Undefined | None = None
-
-    def __new__(cls) -> Undefined:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNDEFINED"
-
-
-UNDEFINED: Final = Undefined()
-
-
-class EcmaArray(dict[str, Any]):
-    """An associative array; kept apart from ``dict`` so re-encoding keeps the wire type."""
-
-
-class XmlDocument(str):
-    """An XML document value (AMF0 0x0F, AMF3 0x07/0x0B)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AmfDate:
-    """A date: milliseconds since the Unix epoch (UTC) and the obsolete timezone field."""
-
-    milliseconds: float
-    timezone: int = 0
-
-
-@dataclass(slots=True)
-class TypedObject:
-    """An object carrying an ActionScript class name."""
-
-    class_name: str
-    properties: dict[str, Any] = field(default_factory=dict)
 
 
 class Decoder:
@@ -235,9 +181,6 @@ class Decoder:
             self._properties(typed.properties, depth)
             return typed
         if marker == AVMPLUS:
-            # amf3 imports this module's error types, so it is imported where it is needed.
-            from simulcast.codecs import amf3
-
             return amf3.decode_value(self, depth + 1)
         raise AMFDecodeError(f"unknown AMF0 marker 0x{marker:02x} at offset {self._pos - 1}")
 

@@ -2,9 +2,9 @@
 
 Some clients send AMF3 command (type 17) and data (type 15) messages: a 0x00 byte then AMF0
 values, where a value may be an AMF0 "switch to AMF3" marker (0x11) followed by one AMF3 value.
-:func:`decode_value` decodes that value from an :class:`~simulcast.codecs.amf0.Decoder`; each
+:func:`decode_value` decodes that value from the AMF0 decoder's cursor; each
 switch starts fresh AMF3 reference tables. Values map to the same Python model as AMF0 (see
-:mod:`simulcast.codecs.amf0`); ByteArray becomes ``bytes`` and the Vector types become lists.
+:mod:`simulcast.codecs.amf`); ByteArray becomes ``bytes`` and the Vector types become lists.
 Externalizable objects cannot be decoded without their class and raise ``AMFDecodeError``.
 """
 
@@ -14,12 +14,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from simulcast.codecs.amf0 import (
+from simulcast.codecs.amf import (
     MAX_DEPTH,
     UNDEFINED,
     AmfDate,
     AMFDecodeError,
-    Decoder,
+    ByteReader,
     EcmaArray,
     TypedObject,
     XmlDocument,
@@ -59,7 +59,7 @@ class _Traits:
 class _Context:
     """One AMF3 value's reference tables, read through the enclosing AMF0 decoder."""
 
-    def __init__(self, dec: Decoder) -> None:
+    def __init__(self, dec: ByteReader) -> None:
         self.dec = dec
         self.strings: list[str] = []
         self.objects: list[Any] = []
@@ -233,6 +233,6 @@ class _Context:
         return result
 
 
-def decode_value(dec: Decoder, depth: int = 0) -> Any:
+def decode_value(dec: ByteReader, depth: int = 0) -> Any:
     """Decode one AMF3 value at ``dec``'s position (just after an AMF0 0x11 marker)."""
     return _Context(dec).value(depth)

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from simulcast.media.unit import Kind
+from simulcast.codecs.unit import Kind
 
 __all__ = [
     "AudioPacketType",
@@ -123,6 +123,7 @@ class AudioTag:
 
 _KEY_FRAME = 1
 _COMMAND_FRAME = 5
+_VIDEO, _AUDIO = Kind.VIDEO, Kind.AUDIO  # read once per message: a module constant is cheaper
 
 _LEGACY_VIDEO_CODECS = {2: "h263", 3: "screen", 4: "vp6", 5: "vp6a", 6: "screen2"}
 # Codec ids with the AVC-style header (packet type + SI24 composition time). 12 is the
@@ -193,6 +194,16 @@ def _need(payload: bytes, end: int) -> None:
         raise FlvError(f"tag body truncated: need {end} bytes, have {len(payload)}")
 
 
+def _enhanced_packet_type(payload: bytes) -> tuple[int, int]:
+    """The position after an Enhanced RTMP tag's first byte and its ModEx blocks, and the
+    packet type nibble that follows them."""
+    raw_type = payload[0] & 0x0F
+    pos = 1
+    while raw_type == _EX_MOD_EX:
+        pos, raw_type = _skip_mod_ex(payload, pos)
+    return pos, raw_type
+
+
 def _skip_mod_ex(payload: bytes, pos: int) -> tuple[int, int]:
     """Skip one ModEx block at ``pos``; return the new position and the next packet type.
 
@@ -212,16 +223,18 @@ def _skip_mod_ex(payload: bytes, pos: int) -> tuple[int, int]:
 
 
 def _read_tracks(
-    payload: bytes, pos: int, multitrack: bool, table: dict[bytes, str]
+    payload: bytes, pos: int, raw_type: int, multitrack_type: int, table: dict[bytes, str]
 ) -> tuple[str, int, int, int, int]:
-    """Read the FourCC (and multitrack framing) at ``pos``.
+    """Read the FourCC (and multitrack framing) at ``pos`` of a tag whose packet type nibble
+    is ``raw_type`` (``multitrack_type`` when the framing is there).
 
-    Returns (codec, packet type nibble or -1 when unchanged, track id, position, data end).
+    Returns (codec, packet type nibble, track id, position, data end): a multitrack tag's
+    packet type is the one inside its framing.
     """
     end = len(payload)
-    if not multitrack:
+    if raw_type != multitrack_type:
         _need(payload, pos + 4)
-        return _fourcc(payload, pos, table), -1, 0, pos + 4, end
+        return _fourcc(payload, pos, table), raw_type, 0, pos + 4, end
     _need(payload, pos + 1)
     mt_type, packet_type = payload[pos] >> 4, payload[pos] & 0x0F
     pos += 1
@@ -258,17 +271,13 @@ def parse_video(payload: bytes) -> VideoTag:
     if not b0 & 0x80:
         return _parse_legacy_video(payload, b0)
     frame_type = (b0 >> 4) & 0x07
-    raw_type = b0 & 0x0F
-    pos = 1
-    while raw_type == _EX_MOD_EX:
-        pos, raw_type = _skip_mod_ex(payload, pos)
+    pos, raw_type = _enhanced_packet_type(payload)
     if frame_type == _COMMAND_FRAME and raw_type != 4:
         _need(payload, pos + 1)
         return VideoTag("", frame_type, VideoPacketType.COMMAND, 0, pos + 1, pos + 1, True)
-    multitrack = raw_type == _EX_VIDEO_MULTITRACK
-    codec, inner_type, track_id, pos, end = _read_tracks(payload, pos, multitrack, _VIDEO_FOURCCS)
-    if multitrack:
-        raw_type = inner_type
+    codec, raw_type, track_id, pos, end = _read_tracks(
+        payload, pos, raw_type, _EX_VIDEO_MULTITRACK, _VIDEO_FOURCCS
+    )
     packet_type = _ENHANCED_VIDEO_TYPES.get(raw_type)
     if packet_type is None:
         raise FlvError(f"unknown enhanced video packet type {raw_type}")
@@ -330,14 +339,10 @@ def parse_audio(payload: bytes) -> AudioTag:
         return AudioTag(
             codec, sound_format, AudioPacketType(aac_type), 2, len(payload), False, b0 & 15
         )
-    raw_type = b0 & 0x0F
-    pos = 1
-    while raw_type == _EX_MOD_EX:
-        pos, raw_type = _skip_mod_ex(payload, pos)
-    multitrack = raw_type == _EX_AUDIO_MULTITRACK
-    codec, inner_type, track_id, pos, end = _read_tracks(payload, pos, multitrack, _AUDIO_FOURCCS)
-    if multitrack:
-        raw_type = inner_type
+    pos, raw_type = _enhanced_packet_type(payload)
+    codec, raw_type, track_id, pos, end = _read_tracks(
+        payload, pos, raw_type, _EX_AUDIO_MULTITRACK, _AUDIO_FOURCCS
+    )
     packet_type = _ENHANCED_AUDIO_TYPES.get(raw_type)
     if packet_type is None:
         raise FlvError(f"unknown enhanced audio packet type {raw_type}")
@@ -350,10 +355,21 @@ def classify(kind: Kind, payload: bytes) -> tuple[bool, bool]:
     Data messages and the empty audio "silence" message are neither. Raises :class:`FlvError`
     for a malformed audio/video body.
     """
-    if kind == Kind.VIDEO:
+    if kind is _VIDEO:
+        # A legacy AVC-style body (nearly every frame relayed) is read in place: the answer of
+        # parse_video without building its tag, once per message on the relay's hot path.
+        if len(payload) >= 5:
+            # AVCPacketType: 0 sequence header, 1 NALUs, 2 end of sequence.
+            b0, packet_type = payload[0], payload[1]
+            legacy = b0 < 0x80 and b0 >> 4 != _COMMAND_FRAME and b0 & 0x0F in _AVC_STYLE_CODECS
+            if legacy and packet_type <= 2:
+                return b0 >> 4 == _KEY_FRAME and packet_type == 1, packet_type == 0
         tag = parse_video(payload)
         return tag.is_keyframe, tag.is_sequence_header
-    if kind == Kind.AUDIO and payload:
+    if kind is _AUDIO and payload:
+        # Likewise AAC, the audio of nearly every stream.
+        if len(payload) >= 2 and payload[0] >> 4 == _SOUND_FORMAT_AAC and payload[1] <= 1:
+            return False, payload[1] == 0
         return False, parse_audio(payload).is_sequence_header
     return False, False
 
@@ -416,3 +432,44 @@ def iter_tags(data: bytes) -> Iterator[tuple[int, int, bytes]]:
             raise FlvError(f"FLV tag body truncated at offset {pos}")
         yield type_byte & 0x1F, timestamp, data[start : start + size]
         pos = start + size + 4
+
+
+class FlvDemuxer:
+    """Incremental FLV file parser: :meth:`feed` bytes as they arrive (a pipe), get whole tags.
+
+    The counterpart of :func:`iter_tags` for a stream that is never complete: an encoder
+    writing FLV to its stdout.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._header_done = False
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """Return the ``(type_id, timestamp_ms, body)`` of every tag completed by ``data``."""
+        buf = self._buffer
+        buf += data
+        pos = 0
+        if not self._header_done:
+            if len(buf) < 9:
+                return []
+            signature, version, _flags, header_size = _FILE_HEADER.unpack_from(buf)
+            if signature != b"FLV" or version != 1 or header_size < 9:
+                raise FlvError("not an FLV stream")
+            if len(buf) < header_size + 4:
+                return []
+            pos = header_size + 4
+            self._header_done = True
+        tags = []
+        total = len(buf)
+        while pos + _TAG_HEADER_SIZE <= total:
+            size = int.from_bytes(buf[pos + 1 : pos + 4], "big")
+            end = pos + _TAG_HEADER_SIZE + size + 4
+            if end > total:
+                break
+            timestamp = int.from_bytes(buf[pos + 4 : pos + 7], "big") | (buf[pos + 7] << 24)
+            start = pos + _TAG_HEADER_SIZE
+            tags.append((buf[pos] & 0x1F, timestamp, bytes(buf[start : start + size])))
+            pos = end
+        del buf[:pos]
+        return tags

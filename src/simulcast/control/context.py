@@ -10,8 +10,11 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from simulcast.control.background import Background
+from simulcast.control.live_events import LiveEvents
 from simulcast.control.ratelimit import RateLimiter
 from simulcast.control.services.auth import Principal
+from simulcast.control.services.credentials import LAST_USED_RESOLUTION_MS
 from simulcast.engine import Engine
 from simulcast.settings import Settings
 
@@ -35,6 +38,7 @@ class TtlCache(Generic[K, V]):
     max_entries: int = 100_000
     _entries: dict[K, tuple[V, float]] = field(default_factory=dict)
     _pending: dict[K, asyncio.Future[V]] = field(default_factory=dict)
+    _generation: int = 0
 
     def get(self, key: K) -> tuple[bool, V | None]:
         """``(hit, value)``; a hit may hold ``None`` (e.g. a known-bad credential)."""
@@ -50,8 +54,11 @@ class TtlCache(Generic[K, V]):
         self._entries[key] = (value, time.monotonic() + self.ttl)
 
     def clear(self) -> None:
-        """Forget everything."""
+        """Forget everything, including loads under way (a revoked key read before the
+        revocation must not be remembered after it)."""
         self._entries.clear()
+        self._pending.clear()
+        self._generation += 1
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value, else ``load()``'s result, loading once for concurrent callers.
@@ -66,10 +73,13 @@ class TtlCache(Generic[K, V]):
         if pending is None:
             pending = asyncio.ensure_future(load())
             self._pending[key] = pending
-            pending.add_done_callback(lambda done: self._loaded(key, done))
+            generation = self._generation
+            pending.add_done_callback(lambda done: self._loaded(key, done, generation))
         return await asyncio.shield(pending)
 
-    def _loaded(self, key: K, done: asyncio.Future[V]) -> None:
+    def _loaded(self, key: K, done: asyncio.Future[V], generation: int) -> None:
+        if generation != self._generation:
+            return
         self._pending.pop(key, None)
         if not done.cancelled() and done.exception() is None:
             self.put(key, done.result())
@@ -81,7 +91,8 @@ class ControlContext:
 
     ``db`` opens read-write transactions; ``read`` opens sessions for pure reads (on SQLite they
     do not take the write lock). ``auth_cache`` holds resolved credentials; ``status_cache``
-    holds the stored part of status answers for a second, for viewers that poll.
+    holds the stored part of status answers for a second, for viewers that poll;
+    ``live_events`` fans the engine's events out to open dashboards.
     """
 
     settings: Settings
@@ -95,6 +106,32 @@ class ControlContext:
     status_cache: TtlCache[tuple[int, int | None, int | None, int], object] = field(
         default_factory=lambda: TtlCache(ttl=STATUS_CACHE_SECONDS, max_entries=10_000)
     )
+    use_stamps: TtlCache[str, bool] = field(
+        default_factory=lambda: TtlCache(ttl=LAST_USED_RESOLUTION_MS / 1000)
+    )
+    """Credentials whose last use this node recorded within the minute (no write needed)."""
+    live_events: LiveEvents = field(default_factory=LiveEvents)
+
+    async def health(self, background: Background) -> dict[str, object]:
+        """``/healthz`` of every role, once the database answers: ``{"ok": true,
+        "liveSessions": N, "jobs": [...]}``, ``jobs`` being this node's background work (state,
+        last pass, failures)."""
+        async with self.read() as session:
+            await session.connection()
+        return {
+            "ok": True,
+            "liveSessions": len(self.engine.sessions()),
+            "jobs": [
+                {
+                    "name": job.name,
+                    "state": job.state,
+                    "lastTickMs": job.last_tick_ms,
+                    "failures": job.failures,
+                    "lastError": job.last_error,
+                }
+                for job in background.status()
+            ],
+        }
 
     def forget_cached(self) -> None:
         """Drop every cached read after a change to keys, destinations or logins."""

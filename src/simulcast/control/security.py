@@ -6,14 +6,32 @@ stored form and allows an indexed lookup; passwords are low-entropy and get argo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher()
+T = TypeVar("T")
+# argon2 takes ~180 ms of CPU by design; on the event loop that stalls every request and relay
+# sharing it. argon2-cffi releases the GIL, so a few threads hash in parallel with the loop.
+_HASH_THREADS = max(1, (os.cpu_count() or 2) // 2)  # at most half the cores: the loop needs one
+_HASH_QUEUE = 4  # hashes waiting or running at once (a wait of ~2 hashes); beyond: refused
+_pool: ThreadPoolExecutor | None = None
+_pending = 0
+_pending_lock = threading.Lock()
+
+
+class HasherBusy(Exception):
+    """Too many password hashes are queued already (a login flood): refuse, do not queue."""
 
 
 def new_api_key(kind: str) -> str:
@@ -47,6 +65,22 @@ def digests_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a dashboard session: an HMAC keyed by the session's own secret token.
+
+    A page of the session embeds it and sends it back in ``X-CSRF-Token``; another site can
+    neither read the page nor compute it (the cookie is HttpOnly and only its digest is stored).
+    """
+    return hmac.new(session_token.encode(), b"simulcast-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_valid(session_token: str, presented: str | None) -> bool:
+    """Whether ``presented`` is the CSRF token of ``session_token`` (constant time)."""
+    return presented is not None and hmac.compare_digest(
+        csrf_token(session_token).encode(), presented.encode()
+    )
+
+
 def hash_password(password: str) -> str:
     """argon2id hash of a password."""
     return _HASHER.hash(password)
@@ -61,3 +95,33 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return _HASHER.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def in_hash_pool(check: Callable[[], T]) -> T:
+    """Run a password hash/verify off the event loop, in a small bounded pool.
+
+    Raises :class:`HasherBusy` (without queueing) when ``_HASH_QUEUE`` are already waiting.
+    """
+    global _pool, _pending
+    with _pending_lock:
+        if _pending >= _HASH_QUEUE:
+            raise HasherBusy
+        _pending += 1
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="argon2")
+        pool = _pool
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, check)
+    finally:
+        with _pending_lock:
+            _pending -= 1
+
+
+async def verify_password_off_loop(stored_hash: str | None, password: str) -> bool:
+    """:func:`verify_password` in the hash pool (raises :class:`HasherBusy` when flooded)."""
+    return await in_hash_pool(lambda: verify_password(stored_hash, password))
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """:func:`hash_password` in the hash pool (raises :class:`HasherBusy` when flooded)."""
+    return await in_hash_pool(lambda: hash_password(password))

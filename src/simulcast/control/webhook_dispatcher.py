@@ -17,13 +17,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import random
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,7 +29,11 @@ from simulcast import __version__
 from simulcast.control.db.models import Webhook, WebhookDelivery
 from simulcast.control.services import webhooks
 from simulcast.control.timeutil import now_ms
+from simulcast.periodic import Periodic, backoff_delay, rescan_interval
 from simulcast.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("simulcast.webhooks")
 
@@ -66,10 +68,15 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
-    """Delay before the next try after ``attempts`` failures: exponential, half jittered."""
-    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
+def redact_url(text: str | None, url: str) -> str | None:
+    """``text`` (an error message) with ``url``'s path and query replaced by ``...``."""
+    if not text:
+        return text
+    parts = urlsplit(url)
+    secret = parts.path + (f"?{parts.query}" if parts.query else "")
+    if secret.strip("/"):
+        text = text.replace(url, f"{parts.scheme}://{parts.netloc}/...").replace(secret, "/...")
+    return text
 
 
 def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -96,59 +103,57 @@ class WebhookDispatcher:
     def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.db = db
-        self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._workers: dict[int, asyncio.Task[None]] = {}
-        self._loop_task: asyncio.Task[None] | None = None
+        # Every enqueue of this process wakes the dispatcher (notify), and a retry's time is
+        # known from its row; on an API node of a fleet the media nodes' rows are polled for.
+        self._rescan = rescan_interval(settings.role, settings.webhook_poll_seconds)
+        self.job = Periodic("webhook-dispatch", self._schedule, self._rescan)
         self._client: httpx.AsyncClient | None = None
 
     def notify(self) -> None:
         """Something was enqueued (and committed): look at the outbox now."""
-        self._wake.set()
+        self.job.wake()
 
     async def start(self) -> None:
         """Start the background loop."""
-        if self._loop_task is not None:
-            return
-        # A pinned connection was verified for one host name; never reuse it for another.
-        keepalive = 20 if self.settings.webhooks_allow_private else 0
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
-            limits=httpx.Limits(max_keepalive_connections=keepalive),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": USER_AGENT},
-        )
-        self._loop_task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+        self.job.start()
 
     async def stop(self) -> None:
         """Stop sending; attempts in flight are abandoned and their leases released."""
-        tasks = [t for t in (self._loop_task, *self._workers.values()) if t is not None]
+        await self.job.stop()
+        tasks = list(self._workers.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = None
         self._workers.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    # --- the loop -----------------------------------------------------------------------------
+    def _http_client(self) -> httpx.AsyncClient:
+        """The client, made at the first delivery: its transport (httpcore, h11, and trio when
+        installed) costs ~6 MB resident, which a server with no webhooks never pays; httpx
+        itself (~4 MB: it loads its command line's rich and pygments) is imported then too."""
+        import httpx
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                wait = await self._schedule()
-            except Exception:
-                log.exception("webhook dispatcher: scanning the outbox failed")
-                wait = self.settings.webhook_poll_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        if self._client is None:
+            # A pinned connection was verified for one host name; never reuse it for another.
+            keepalive = 20 if self.settings.webhooks_allow_private else 0
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
+                limits=httpx.Limits(max_keepalive_connections=keepalive),
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._client
+
+    # --- the loop -----------------------------------------------------------------------------
 
     async def _schedule(self) -> float:
         """Start a worker per webhook whose oldest pending delivery is due; seconds to sleep."""
-        wait = self.settings.webhook_poll_seconds
+        wait = self._rescan
         now = now_ms()
         for webhook_id, next_ms in await self._heads():
             if webhook_id in self._workers:
@@ -204,7 +209,7 @@ class WebhookDispatcher:
             await asyncio.sleep(self.settings.webhook_poll_seconds)  # never spin on a fault
         finally:
             self._workers.pop(webhook_id, None)
-            self._wake.set()
+            self.job.wake()
 
     # --- database steps -----------------------------------------------------------------------
 
@@ -277,10 +282,10 @@ class WebhookDispatcher:
         if outcome.ok:
             values.update(status="delivered", delivered_ms=now)
         else:
-            delay = backoff_seconds(
+            delay = backoff_delay(
                 claim.attempts,
-                base=self.settings.webhook_retry_base_seconds,
-                cap=self.settings.webhook_retry_max_seconds,
+                self.settings.webhook_retry_base_seconds,
+                self.settings.webhook_retry_max_seconds,
             )
             next_ms = now + int(delay * 1000)
             deadline = claim.created_ms + int(self.settings.webhook_max_age_seconds * 1000)
@@ -299,11 +304,13 @@ class WebhookDispatcher:
                 .values(**values)
             )
         if not outcome.ok:
+            # The host only: a webhook URL's path and query are often its credentials.
             log.info(
-                "webhook delivery %s attempt %d: %s",
+                "webhook delivery %s to %s attempt %d: %s",
                 claim.delivery_id,
+                urlsplit(claim.url).hostname,
                 claim.attempts,
-                outcome.error or f"HTTP {outcome.status_code}",
+                redact_url(outcome.error, claim.url) or f"HTTP {outcome.status_code}",
             )
         settled = "status" in values
         return settled and cast(CursorResult[Any], result).rowcount == 1
@@ -316,7 +323,9 @@ class WebhookDispatcher:
         The whole attempt (DNS, connect, send, response head, capped body) gets
         ``webhook_timeout_seconds``; a body still arriving then does not undo a 2xx.
         """
-        assert self._client is not None
+        client = self._http_client()
+        import httpx  # loaded by _http_client
+
         body = claim.body.encode()
         timestamp = int(time.time())
         headers = {
@@ -334,10 +343,10 @@ class WebhookDispatcher:
             async with asyncio.timeout_at(deadline):
                 if not self.settings.webhooks_allow_private:
                     url, extensions = await self._pin(claim.url, headers)
-                request = self._client.build_request(
+                request = client.build_request(
                     "POST", url, content=body, headers=headers, extensions=extensions
                 )
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
         except webhooks.WebhookError as exc:
             return Outcome(error=f"refused: {exc}")
         except TimeoutError:
@@ -360,6 +369,8 @@ class WebhookDispatcher:
 
     async def _read_capped(self, response: httpx.Response, deadline: float) -> str:
         """Up to ``webhook_response_cap_bytes`` of the body, whatever arrives by ``deadline``."""
+        import httpx  # loaded by _http_client
+
         cap = self.settings.webhook_response_cap_bytes
         received = bytearray()
         with contextlib.suppress(TimeoutError, httpx.HTTPError):

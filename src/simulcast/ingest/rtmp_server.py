@@ -18,39 +18,66 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
-from typing import Protocol, cast
+from typing import cast
 from urllib.parse import parse_qsl
 
 from simulcast import metrics
+from simulcast.closing import close_with_grace
 from simulcast.codecs import flv
 from simulcast.codecs.rtmp import events as ev
 from simulcast.codecs.rtmp import messages
 from simulcast.codecs.rtmp.connection import ServerConnection
 from simulcast.codecs.rtmp.errors import RemoteProtocolError
+from simulcast.codecs.unit import Kind, MediaUnit
 from simulcast.engine import PublishRefused, PublishRequest
+from simulcast.media.sources import APP, PublishHandler
 from simulcast.media.switcher import Feed
-from simulcast.media.unit import Kind, MediaUnit
 from simulcast.settings import Settings
 
 log = logging.getLogger("simulcast.ingest")
 
-APP = "live"
 # A batch this large means the publisher outruns one read per batch window: keep reading.
 _FULL_BATCH_BYTES = 128 * 1024
 _MEDIA_KINDS = {messages.AUDIO: Kind.AUDIO, messages.VIDEO: Kind.VIDEO}
+# Our replies to a publisher are handshake bytes, command answers, acks and pongs: this much
+# unsent means the peer does not read (and would make us hold whatever it provokes).
+_MAX_UNSENT_REPLIES = 256 * 1024
 
 
-class PublishHandler(Protocol):
-    """What the ingest server needs from the engine."""
+class Admission:
+    """What all connections share: how many are open (per address and in total) and how many
+    bytes the ones not authorized yet hold. Checked on every accept and every read, cheaply."""
 
-    async def begin_publish(self, request: PublishRequest, kick: Callable[[], None]) -> Feed:
-        """Authorize and join a session; raise ``PublishRefused``. ``kick`` disconnects it."""
-        ...
+    def __init__(self, settings: Settings) -> None:
+        self._max_total = settings.rtmp_max_connections
+        self._max_per_address = settings.rtmp_max_connections_per_address
+        self._max_unauthenticated_bytes = settings.rtmp_unauthenticated_total_bytes
+        self.open = 0
+        self._per_address: dict[str, int] = {}
+        self.unauthenticated_bytes = 0
 
-    async def end_publish(self, feed: Feed, reason: str, *, explicit: bool) -> None:
-        """The publisher of ``feed`` is gone: it unpublished (``explicit``) or was lost."""
-        ...
+    def admit(self, address: str) -> bool:
+        """Count a new connection from ``address``; ``False`` (not counted) over a limit."""
+        held = self._per_address.get(address, 0)
+        if self.open >= self._max_total or held >= self._max_per_address:
+            return False
+        self.open += 1
+        self._per_address[address] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        """A connection admitted from ``address`` is gone."""
+        self.open -= 1
+        left = self._per_address[address] - 1
+        if left:
+            self._per_address[address] = left
+        else:
+            del self._per_address[address]
+
+    def hold(self, delta: int) -> bool:
+        """Change the bytes held for unauthorized peers; ``False`` once over the global cap."""
+        self.unauthenticated_bytes += delta
+        return self.unauthenticated_bytes <= self._max_unauthenticated_bytes
 
 
 class RtmpIngestServer:
@@ -61,6 +88,8 @@ class RtmpIngestServer:
         self._handler = handler
         self._servers: list[asyncio.Server] = []
         self._connections: set[_IngestConnection] = set()
+        self.admission = Admission(settings)
+        """Connection counts and bytes held before authorization (shared by all connections)."""
         self.port: int | None = None
         """The bound RTMP port (useful with ``rtmp_port = 0``)."""
         self.tls_port: int | None = None
@@ -105,7 +134,7 @@ class RtmpIngestServer:
         await asyncio.gather(*(c.done for c in self._connections), return_exceptions=True)
 
     def _connection(self) -> _IngestConnection:
-        return _IngestConnection(self._settings, self._handler, self._connections)
+        return _IngestConnection(self._settings, self._handler, self._connections, self.admission)
 
 
 class _IngestConnection(asyncio.Protocol):
@@ -121,25 +150,33 @@ class _IngestConnection(asyncio.Protocol):
         settings: Settings,
         handler: PublishHandler,
         registry: set[_IngestConnection],
+        admission: Admission,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._registry = registry
+        self._admission = admission
+        self._address: str | None = None  # set once admitted
+        self._held = 0  # bytes counted in admission.unauthenticated_bytes
+        self._closing = False
+        self._finished = False  # the session was told (or there is none)
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self._loop.create_future()
         """Resolved when the connection is closed and its session was told."""
         self._conn = ServerConnection(
             max_message_size=settings.rtmp_max_message_bytes,
             chunk_size=settings.rtmp_chunk_size,
+            max_message_size_before_publish=settings.rtmp_max_message_bytes_before_publish,
+            max_chunk_size_before_publish=settings.rtmp_max_chunk_size_before_publish,
         )
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
         self._feed: Feed | None = None
         self._msid = 0
         self._name = ""
+        self._app = APP
         self._authorizing = False
         self._end: tuple[str, bool] | None = None
-        self._lost = False
         self._last_data = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None  # a strong reference while it runs
@@ -156,6 +193,14 @@ class _IngestConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = self._transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        address = str(peer[0]) if isinstance(peer, tuple) else self._peer
+        if not self._admission.admit(address):
+            # Refused before any parsing or logging: a flood costs an accept and a RST.
+            metrics.INGEST_REJECTED.labels("connection_limit").inc()
+            self._end = ("refused", True)
+            self._transport.abort()
+            return
+        self._address = address
         self._registry.add(self)
         self._timer = self._loop.call_later(
             self._settings.rtmp_handshake_timeout, self._handshake_timed_out
@@ -179,8 +224,9 @@ class _IngestConnection(asyncio.Protocol):
             self._loop.call_soon(self._end_batch)  # after every read of this loop iteration
 
     def eof_received(self) -> bool | None:
-        """The publisher half-closed: treat as gone (close our side too)."""
-        return None
+        """The publisher half-closed: treat as gone (close our side too, within the grace)."""
+        self._close("publisher_disconnected", explicit=False)  # lost, not left
+        return True  # our close, not asyncio's (which would wait on a peer that never reads)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Tell the session (once any publish authorization in flight has returned)."""
@@ -188,11 +234,14 @@ class _IngestConnection(asyncio.Protocol):
             log.info("publisher %s disconnected: %s", self._peer, exc)
         if self._end is None:
             self._end = ("publisher_disconnected", False)  # lost, not left
-        self._lost = True
         if self._timer is not None:
             self._timer.cancel()
         if self._resume is not None:
             self._resume.cancel()
+        self._hold(0)
+        if self._address is not None:
+            self._admission.release(self._address)
+            self._address = None
         if not self._authorizing:
             self._finish()
 
@@ -222,6 +271,27 @@ class _IngestConnection(asyncio.Protocol):
             self._malformed(exc)
             return
         self._flush()
+        if self._feed is None and self._end is None:
+            self._check_held()
+
+    def _check_held(self) -> None:
+        # Before authorization the peer is a stranger: bound what it makes us hold, alone and
+        # together with every other stranger. (While authorizing, reading is paused and at most
+        # one read waits unparsed.)
+        held = self._conn.buffered_bytes
+        if not self._hold(held) or (
+            not self._authorizing and held > self._settings.rtmp_unauthenticated_buffer_bytes
+        ):
+            log.warning("closing %s: too much buffered before publish", self._peer)
+            metrics.INGEST_REJECTED.labels("buffer_limit").inc()
+            self._close("protocol_error", explicit=False)
+            self._hold(0)
+
+    def _hold(self, held: int) -> bool:
+        """Account ``held`` bytes as this connection's share of the unauthorized total."""
+        within = self._admission.hold(held - self._held)
+        self._held = held
+        return within
 
     def _end_batch(self) -> None:
         # Everything read in this loop iteration is one batch: outputs write it in one go, and
@@ -236,7 +306,12 @@ class _IngestConnection(asyncio.Protocol):
         if self._batch_seconds and not full and self._end is None and self._resume is None:
             assert self._transport is not None
             self._transport.pause_reading()
-            self._resume = self._loop.call_later(self._batch_seconds, self._resume_reading)
+            # Rest until the next boundary of a clock every publisher shares: their reads then
+            # fall in the same loop iteration (one wake-up for all streams, not one per stream),
+            # and none rests longer than the window.
+            window = self._batch_seconds
+            boundary = (self._loop.time() // window + 1) * window
+            self._resume = self._loop.call_at(boundary, self._resume_reading)
 
     def _resume_reading(self) -> None:
         self._resume = None
@@ -245,18 +320,24 @@ class _IngestConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         out = self._conn.data_to_send()
-        if out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(out)
+        transport = self._transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+            if transport.get_write_buffer_size() > _MAX_UNSENT_REPLIES and not self._closing:
+                log.warning("closing %s: it does not read our replies", self._peer)
+                self._close("protocol_error", explicit=False)
 
     def _handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.MediaMessage):
             self._media(event)
         elif isinstance(event, ev.ConnectRequest):
-            if event.app.partition("?")[0].strip("/") != APP:
+            app = event.app.partition("?")[0].strip("/")
+            if not self._handler.accepts_app(app):
                 self._conn.reject_connect(f"Unknown application {event.app!r}; use /{APP}")
                 self._flush()
                 self._close("rejected", explicit=True)
                 return
+            self._app = app
             self._conn.accept_connect()
         elif isinstance(event, ev.CreateStream):
             self._conn.accept_create_stream(event.transaction_id)
@@ -264,7 +345,7 @@ class _IngestConnection(asyncio.Protocol):
             self._conn.answer_result(event.transaction_id)
         elif isinstance(event, ev.FCPublish):
             self._conn.send_on_fcpublish(event.name)
-        elif isinstance(event, ev.PublishRequest):
+        elif isinstance(event, ev.PublishCommand):
             self._begin_publish(event)
         elif isinstance(event, ev.FCUnpublish | ev.DeleteStream | ev.CloseStream):
             if self._feed is not None:
@@ -273,7 +354,7 @@ class _IngestConnection(asyncio.Protocol):
             # A client waiting on an answer (e.g. getStreamLength) must not hang.
             self._conn.answer_error(event.transaction_id, f"{event.name} is not supported")
 
-    def _begin_publish(self, event: ev.PublishRequest) -> None:
+    def _begin_publish(self, event: ev.PublishCommand) -> None:
         if self._feed is not None:
             self._conn.reject_publish(event.msid, description="Already publishing")
             return
@@ -283,10 +364,10 @@ class _IngestConnection(asyncio.Protocol):
         self._transport.pause_reading()
         self._task = self._loop.create_task(self._authorize(event))
 
-    async def _authorize(self, event: ev.PublishRequest) -> None:
+    async def _authorize(self, event: ev.PublishCommand) -> None:
         key, _, query = event.stream_name.partition("?")
         request = PublishRequest(
-            app=APP, stream_key=key, query=dict(parse_qsl(query)), remote_addr=self._peer
+            app=self._app, stream_key=key, query=dict(parse_qsl(query)), remote_addr=self._peer
         )
         try:
             self._feed = await self._handler.begin_publish(request, self._kick)
@@ -301,11 +382,12 @@ class _IngestConnection(asyncio.Protocol):
             self._close("refused", explicit=True)
         finally:
             self._authorizing = False
-        if self._lost:
-            self._finish()  # gone while we waited (a granted feed is ended right away)
+        if self._end is not None:
+            self._finish()  # gone or closed while we waited (a granted feed is ended at once)
             return
         if self._feed is None:
             return
+        self._hold(0)  # authorized: the post-publish limits apply from here
         self._msid, self._name = event.msid, event.stream_name
         self._conn.accept_publish(event.msid, event.stream_name)
         self._watch_for_stall()
@@ -345,12 +427,22 @@ class _IngestConnection(asyncio.Protocol):
     def _close(self, reason: str, *, explicit: bool) -> None:
         if self._end is None:
             self._end = (reason, explicit)
-        if self._transport is not None:
-            self._transport.close()  # connection_lost follows, once buffered replies are sent
+        if not self._authorizing:
+            # The session hears now, not when the socket is gone: a publisher that re-publishes
+            # at once finds its old session already ending.
+            self._finish()
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        self._closing = True
+        self._flush()  # answers already queued (e.g. Publish.Start before a deleteStream)
+        # connection_lost follows once the replies are sent, or the grace is over.
+        close_with_grace(transport, self._settings.close_grace_seconds)
 
     def _finish(self) -> None:
-        if self.done.done() or self._end is None:
+        if self._finished or self._end is None:
             return
+        self._finished = True
         reason, explicit = self._end
         if self._feed is None:
             self._done()
@@ -367,15 +459,24 @@ class _IngestConnection(asyncio.Protocol):
     def _media(self, event: ev.MediaMessage) -> None:
         if self._feed is None:
             return  # media before publish: nothing to attach it to
-        kind = _MEDIA_KINDS.get(event.type_id)
-        if kind is not None:
-            keyframe, sequence_header = flv.classify(kind, event.payload)
-            unit = MediaUnit(kind, event.timestamp, event.payload, keyframe, sequence_header)
-        elif event.type_id == messages.DATA_AMF0:
-            # Publishers wrap metadata as @setDataFrame(onMetaData, ...); the stream keeps the
-            # bare onMetaData form (what players expect), pushes wrap it again.
-            payload = messages.strip_set_data_frame(event.payload)
-            unit = MediaUnit(Kind.DATA, event.timestamp, payload)
-        else:
-            return  # AMF3-only data has no AMF0 form to relay
-        self._feed.publish(unit)
+        unit = media_unit(event)
+        if unit is not None:
+            self._feed.publish(unit)
+
+
+def media_unit(event: ev.MediaMessage) -> MediaUnit | None:
+    """The media unit of one received RTMP media message (``None``: nothing to relay).
+
+    Raises ``flv.FlvError`` for a malformed audio/video body.
+    """
+    kind = _MEDIA_KINDS.get(event.type_id)
+    if kind is not None:
+        keyframe, sequence_header = flv.classify(kind, event.payload)
+        return MediaUnit(kind, event.timestamp, event.payload, keyframe, sequence_header)
+    if event.type_id == messages.DATA_AMF0:
+        # Publishers wrap metadata as @setDataFrame(onMetaData, ...); the stream keeps the
+        # bare onMetaData form (what players expect), pushes wrap it again. Servers a pull
+        # plays from send the bare form already (stripping is then a no-op).
+        payload = messages.strip_set_data_frame(event.payload)
+        return MediaUnit(Kind.DATA, event.timestamp, payload)
+    return None  # AMF3-only data has no AMF0 form to relay

@@ -7,8 +7,6 @@ live key joins the existing stream through the engine (protection resume, stream
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from simulcast.media.stream import LiveStream
 
 
@@ -25,10 +23,16 @@ class Hub:
         self._streams: dict[int, LiveStream] = {}
         self._keys: dict[int, str] = {}
 
-    @property
-    def streams(self) -> Mapping[int, LiveStream]:
-        """Live streams by stream id (read-only view)."""
-        return self._streams
+    def buffered(self) -> tuple[int, int, int]:
+        """What the live streams hold in memory: GOP cache bytes, and the bytes and units
+        queued in their readers (one per output), summed over every stream."""
+        gop = queued = units = 0
+        for stream in self._streams.values():
+            gop += stream.gop_bytes
+            for reader in stream.readers:
+                queued += reader.queued_bytes
+                units += len(reader)
+        return gop, queued, units
 
     def get(self, stream_id: int) -> LiveStream | None:
         """The live stream with ``stream_id``, or ``None``."""
@@ -40,6 +44,10 @@ class Hub:
             if key == stream_key:
                 return self._streams[stream_id]
         return None
+
+    def key_of(self, stream_id: int) -> str | None:
+        """The stream key the live stream ``stream_id`` is published on, or ``None``."""
+        return self._keys.get(stream_id)
 
     def is_key_live(self, stream_key: str) -> bool:
         """Whether some live stream is being published on ``stream_key``."""
@@ -58,6 +66,13 @@ class Hub:
         self._streams[stream_id] = stream
         self._keys[stream_id] = stream_key
         return stream
+
+    def rekey(self, stream_id: int, stream_key: str) -> bool:
+        """A live stream is now published on ``stream_key`` (the old key joins it no more)."""
+        if stream_id not in self._streams:
+            return False
+        self._keys[stream_id] = stream_key
+        return True
 
     def close(self, stream_id: int) -> LiveStream | None:
         """Unregister and close the live stream of ``stream_id``; return it (``None`` if none)."""

@@ -43,8 +43,6 @@ class Protection:
         self._tasks: list[asyncio.Task[None]] = []
         self.since: float | None = None
         """Wall clock (unix seconds) when the publisher was lost; ``None`` when not protecting."""
-        self.slate_started: float | None = None
-        """Monotonic time the first slate unit went out in this protection period."""
 
     @property
     def enabled(self) -> bool:
@@ -74,7 +72,6 @@ class Protection:
         if self.since is not None:
             return
         self.since = time.time()
-        self.slate_started = None
         self._tasks = [
             asyncio.create_task(self._play(), name="slate"),
             asyncio.create_task(self._expire(), name="protection-grace"),
@@ -118,8 +115,6 @@ class Protection:
                     stream.flush()  # what is due now goes out before we wait
                     await asyncio.sleep(delay)
                 self._switcher.publish_slate(unit)
-                if self.slate_started is None:
-                    self.slate_started = time.monotonic()
         finally:
             stream.flush()
 

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Protocol
 
-from simulcast.media.unit import Kind, MediaUnit
+from simulcast.codecs.unit import Kind, MediaUnit
 
 # AMF0 string "onMetaData" (marker 0x02, u16 length, bytes): how a metadata body begins.
 _ON_METADATA = b"\x02\x00\x0aonMetaData"
+# Looked up per unit: an enum member read through its class costs ~0.25 us on Python 3.11.
+_DATA = Kind.DATA
 
 
 def is_metadata(unit: MediaUnit) -> bool:
     """Whether ``unit`` is the stream's ``onMetaData`` data message."""
-    return unit.kind == Kind.DATA and unit.payload.startswith(_ON_METADATA)
+    return unit.kind == _DATA and unit.payload.startswith(_ON_METADATA)
 
 
 def is_config(unit: MediaUnit) -> bool:
@@ -172,6 +175,16 @@ class Reader:
         while self._queue and len(batch) < max_units:
             batch.append(self._take())
         return batch
+
+    async def batches(self) -> AsyncIterator[list[MediaUnit]]:
+        """Every batch of :meth:`get_batch` until the reader is closed and drained (the loop of
+        an output that consumes to the end)."""
+        while True:
+            try:
+                batch = await self.get_batch()
+            except ReaderClosed:
+                return
+            yield batch
 
     def _take(self) -> MediaUnit:
         unit = self._queue.popleft()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from simulcast.codecs import flv
 from simulcast.codecs.aac import parse_aac_config
 from simulcast.codecs.avc import ConfigError, parse_avc_config
-from simulcast.media.unit import Kind, MediaUnit
+from simulcast.codecs.unit import Kind, MediaUnit
 
 __all__ = ["ParamsProbe", "Slate", "SlateParams"]
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simulcast.codecs.unit import Kind, MediaUnit
 from simulcast.media.reader import is_metadata
 from simulcast.media.slate import ParamsProbe, SlateParams
 from simulcast.media.stream import LiveStream
-from simulcast.media.unit import Kind, MediaUnit
 
 # The gap left between the last unit of one source and the first of the next (about a frame).
 SWITCH_STEP_MS = 33
+# Looked up per unit: an enum member read through its class costs ~0.25 us on Python 3.11.
+_DATA = Kind.DATA
 
 
 class Feed:
@@ -153,8 +155,10 @@ class Switcher:
             if header is not None:
                 feed.probe.feed(header)
                 self._header(header, feed.offset)
-        self.push(feed, first)
+        # Told before its first unit flows, so whoever hears of the takeover (an instance input
+        # saying it resumed) does so before what the media triggers downstream (a failover).
         self._on_takeover(Takeover(feed, previous))
+        self.push(feed, first)
 
     def _header(self, unit: MediaUnit, offset: int) -> None:
         current = self.stream.sequence_headers.get(unit.kind)
@@ -164,7 +168,7 @@ class Switcher:
     def _emit(self, unit: MediaUnit, offset: int, *, check: bool = True) -> None:
         """Publish ``unit`` shifted by ``offset``; media that would go back in time is dropped."""
         timestamp = unit.timestamp + offset
-        if unit.kind == Kind.DATA or unit.sequence_header or not check:
+        if unit.kind == _DATA or unit.sequence_header or not check:
             timestamp = max(timestamp, self._last.get(unit.kind, timestamp))
         elif timestamp < self._last.get(unit.kind, timestamp):
             return

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
-from simulcast.engine import Engine, OutputSpec, OutputStatus, SessionInfo
-from simulcast.outputs.base import Output
+from simulcast.engine import OutputSpec
+from simulcast.media.output import Output
 from simulcast.outputs.hls import ChannelConfig, HlsChannel, HlsOutput
+from simulcast.periodic import Periodic
 from simulcast.settings import Settings
 
 log = logging.getLogger("simulcast.outputs.hls")
 
-DVR_MAX_SECONDS = 3600
-DVR_DEFAULT_SECONDS = 1800
+_JANITOR_IDLE_S = 60.0  # with no window running out; a session's end wakes the janitor
 
 
 class HlsRegistry:
@@ -33,17 +31,20 @@ class HlsRegistry:
         self._settings = settings
         self._root = settings.hls_path
         self._channels: dict[int, HlsChannel] = {}
-        self._expiry: dict[int, asyncio.Task[None]] = {}
+        self._expires_at: dict[int, float] = {}
+        """Per destination whose session ended: when (loop time) its channel is deleted."""
+        self.job = Periodic("hls-dvr-janitor", self._expire_due, _JANITOR_IDLE_S)
 
     async def start(self) -> None:
-        """Empty the HLS directory: a DVR window does not survive a restart."""
+        """Empty the HLS directory (a DVR window does not survive a restart); start the
+        janitor that deletes a channel once its window has passed without a new session."""
         await asyncio.to_thread(_empty_dir, self._root)
+        self.job.start()
 
     async def close(self) -> None:
         """Delete every channel and its files."""
-        for task in self._expiry.values():
-            task.cancel()
-        self._expiry.clear()
+        await self.job.stop()
+        self._expires_at.clear()
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close()
@@ -57,35 +58,32 @@ class HlsRegistry:
         channel = self._channels.get(destination_id)
         return channel if channel is not None and channel.live else None
 
-    def overlay(self, status: OutputStatus) -> OutputStatus:
-        """``status`` with the playback fields (ready, DVR window) of its channel filled in."""
-        channel = self._channels.get(status.destination_id)
-        if status.kind != "hls" or channel is None or not channel.live:
-            return status
-        return dataclasses.replace(
-            status,
-            ready=channel.ready,
-            window_seconds=channel.window_seconds,
-            available_from_ms=channel.available_from_ms,
-        )
-
     def _config(self, spec: OutputSpec) -> ChannelConfig:
-        window = spec.options.get("dvrWindowSeconds", DVR_DEFAULT_SECONDS)
+        dvr_max = self._settings.hls_dvr_max_seconds
+        window = spec.options.get("dvrWindowSeconds", dvr_max)
         if not isinstance(window, int | float):
-            window = DVR_DEFAULT_SECONDS
+            window = dvr_max
+        testing = spec.options.get("mode", "testing") == "testing"
+        # Low latency only in production: an LL player reloads the playlist once per part, which
+        # testing mode's shared playlist budget would exhaust within seconds.
+        low_latency = spec.options.get("lowLatency", True) is not False and not testing
         return ChannelConfig(
-            target_duration=self._settings.hls_segment_seconds,
-            window_seconds=max(0, min(DVR_MAX_SECONDS, int(window))),
+            # Testing mode's viewers share a playlist budget; longer segments mean fewer reloads.
+            target_duration=(
+                self._settings.hls_testing_segment_seconds
+                if testing
+                else self._settings.hls_segment_seconds
+            ),
+            window_seconds=max(0, min(dvr_max, int(window))),
             live_segments=self._settings.hls_live_segments,
             memory_segments=self._settings.hls_memory_segments,
             min_free_bytes=self._settings.hls_min_free_disk_bytes,
+            part_target=self._settings.hls_part_target_seconds if low_latency else None,
         )
 
     def _open(self, spec: OutputSpec) -> HlsChannel:
         destination_id = spec.destination_id
-        expiry = self._expiry.pop(destination_id, None)
-        if expiry is not None:
-            expiry.cancel()
+        self._expires_at.pop(destination_id, None)
         config = self._config(spec)
         channel = self._channels.get(destination_id)
         if channel is None:
@@ -101,56 +99,25 @@ class HlsRegistry:
         if self._channels.get(channel.destination_id) is not channel:
             return
         # Within the window a reconnecting publisher continues this playlist; after it, delete.
-        delay = float(channel.config.window_seconds)
-        self._expiry[channel.destination_id] = asyncio.create_task(
-            self._expire(channel, delay), name=f"hls-expire-{channel.destination_id}"
-        )
+        now = asyncio.get_running_loop().time()
+        self._expires_at[channel.destination_id] = now + channel.config.window_seconds
+        self.job.wake()
 
-    async def _expire(self, channel: HlsChannel, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if channel.live or self._channels.get(channel.destination_id) is not channel:
-            return
-        del self._channels[channel.destination_id]
-        self._expiry.pop(channel.destination_id, None)
-        await channel.close()
-        log.info("hls destination %s: DVR window expired, files deleted", channel.destination_id)
-
-
-class PlaybackEngine:
-    """An :class:`~simulcast.engine.Engine` whose HLS output statuses carry playback fields.
-
-    The output supervisor knows connection state and bytes; whether a playlist is ready and how
-    much DVR it holds is known here, so the composition root wraps the engine with this.
-    """
-
-    def __init__(self, inner: Engine, registry: HlsRegistry) -> None:
-        self._inner = inner
-        self._registry = registry
-
-    def sessions(self) -> Mapping[int, SessionInfo]:
-        """Live sessions on this node, by stream id."""
-        return {sid: self._overlay(info) for sid, info in self._inner.sessions().items()}
-
-    def session(self, stream_id: int) -> SessionInfo | None:
-        """The live session of a stream, or ``None``."""
-        info = self._inner.session(stream_id)
-        return self._overlay(info) if info is not None else None
-
-    async def stop(self, stream_id: int, reason: str) -> bool:
-        """End a stream's live session."""
-        return await self._inner.stop(stream_id, reason)
-
-    async def add_output(self, stream_id: int, spec: OutputSpec) -> bool:
-        """Start an output on a live session."""
-        return await self._inner.add_output(stream_id, spec)
-
-    async def remove_output(self, stream_id: int, destination_id: int) -> bool:
-        """Stop and drop an output of a live session."""
-        return await self._inner.remove_output(stream_id, destination_id)
-
-    def _overlay(self, info: SessionInfo) -> SessionInfo:
-        outputs = {d: self._registry.overlay(s) for d, s in info.outputs.items()}
-        return dataclasses.replace(info, outputs=outputs)
+    async def _expire_due(self) -> float:
+        """Delete the channels whose window has passed; seconds until the next one is due."""
+        loop = asyncio.get_running_loop()
+        for destination_id, at in list(self._expires_at.items()):
+            if at > loop.time():
+                continue
+            del self._expires_at[destination_id]
+            channel = self._channels.get(destination_id)
+            if channel is None or channel.live:
+                continue
+            del self._channels[destination_id]
+            await channel.close()
+            log.info("hls destination %s: DVR window expired, files deleted", destination_id)
+        due = [at - loop.time() for at in self._expires_at.values()]
+        return min([_JANITOR_IDLE_S, *due])
 
 
 def _empty_dir(root: Path) -> None:

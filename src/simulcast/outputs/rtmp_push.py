@@ -10,82 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from simulcast.closing import close_writer
 from simulcast.codecs.rtmp import events as ev
 from simulcast.codecs.rtmp import messages
 from simulcast.codecs.rtmp.connection import ClientConnection
+from simulcast.codecs.rtmp.url import parse_rtmp_url
+from simulcast.codecs.unit import Kind, MediaUnit
+from simulcast.media.output import Output, OutputFailed, OutputLink, OutputRejected
 from simulcast.media.reader import Reader, ReaderClosed, is_metadata
-from simulcast.media.unit import Kind, MediaUnit
-from simulcast.outputs.base import OutputFailed, OutputLink
 
-# A destination that has not taken a byte for this long is treated as gone and reconnected;
-# until then its reader absorbs (and drops) what it cannot take.
-_WRITE_STALL_S = 20.0
 _READ_SIZE = 64 * 1024
 _LINGER_S = 1.5
 _WRITE_HIGH_WATER = 256 * 1024
+_KERNEL_UNSENT = 128 * 1024
 _BATCH = 64
 _CSID = {Kind.AUDIO: 6, Kind.VIDEO: 7, Kind.DATA: 5}  # as ClientConnection / nginx-rtmp use
 
 
-@dataclass(frozen=True, slots=True)
-class RtmpTarget:
-    """Where an RTMP push goes, split the way OBS and ffmpeg present it to the server."""
-
-    tls: bool
-    host: str
-    port: int
-    app: str
-    stream_key: str
-
-    @property
-    def tc_url(self) -> str:
-        """The ``tcUrl`` of the ``connect`` command: scheme, host, port and app (no key)."""
-        scheme = "rtmps" if self.tls else "rtmp"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}/{self.app}"
-
-
-def parse_rtmp_url(url: str) -> RtmpTarget:
-    """Split an ``rtmp://`` or ``rtmps://`` URL into host, port, app and stream key.
-
-    The app is every path segment before the last ``/`` and the stream key is the last segment
-    with the query string kept on it (``rtmp://host/app/inst/key?x=1`` -> app ``app/inst``, key
-    ``key?x=1``). That is OBS's split (its "Server" is the URL up to the app, the key is
-    appended as the play path) and agrees with ffmpeg's heuristic for the one- and two-segment
-    apps every platform uses; ffmpeg would put a fourth segment into the key instead, which no
-    platform we know relies on. Default ports: 1935 for rtmp, 443 for rtmps. Raises
-    :class:`OutputFailed` for URLs no retry can fix.
-    """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in ("rtmp", "rtmps"):
-        raise OutputFailed(f"unsupported URL scheme {parts.scheme!r} (want rtmp or rtmps)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise OutputFailed("invalid port in destination URL") from None
-    if not parts.hostname:
-        raise OutputFailed("destination URL has no host")
-    path = parts.path.strip("/")
-    app, slash, key = path.rpartition("/")
-    if not slash or not app or not key:
-        raise OutputFailed("destination URL needs an app and a stream key: rtmp://host/app/key")
-    if parts.query:
-        key = f"{key}?{parts.query}"
-    tls = scheme == "rtmps"
-    return RtmpTarget(tls, parts.hostname, port or (443 if tls else 1935), app, key)
-
-
-class PushRejected(Exception):
+class PushRejected(OutputRejected):
     """The destination refused ``connect`` or ``publish``, or ended the publish."""
 
 
-class RtmpPush:
+class RtmpPush(Output):
     """One attempt at publishing a session to an RTMP(S) URL (see :class:`Output`)."""
 
     def __init__(
@@ -95,15 +45,24 @@ class RtmpPush:
         chunk_size: int = 4096,
         ca_file: Path | None = None,
         connect_timeout: float = 10.0,
+        write_stall_seconds: float = 10.0,
+        close_grace_seconds: float = 1.0,
     ) -> None:
         self._url = url
         self._chunk_size = chunk_size
         self._ca_file = ca_file
         self._connect_timeout = connect_timeout
+        # A destination that has not taken a byte for this long is treated as gone and
+        # reconnected; until then its reader absorbs (and drops) what it cannot take.
+        self._write_stall = write_stall_seconds
+        self._close_grace = close_grace_seconds
 
     async def run(self, reader: Reader, link: OutputLink) -> None:
         """Connect, publish, then relay ``reader`` until it closes or the destination fails."""
-        target = parse_rtmp_url(self._url)
+        try:
+            target = parse_rtmp_url(self._url)
+        except ValueError as exc:
+            raise OutputFailed(str(exc)) from None  # no retry can fix a URL
         conn = ClientConnection(
             target.app, target.tc_url, target.stream_key, chunk_size=self._chunk_size
         )
@@ -116,14 +75,17 @@ class RtmpPush:
             )
         try:
             writer.transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
-            async with asyncio.timeout(self._connect_timeout):
-                await self._publish(conn, sock_reader, writer)
+            _limit_unsent(writer)
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._publish(conn, sock_reader, writer)
+            except TimeoutError:
+                raise ConnectionError("destination did not answer the publish") from None
             link.connected()
             await self._relay(conn, reader, sock_reader, writer, link)
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            # Never wait for a frozen destination to read what is still buffered.
+            await close_writer(writer, self._close_grace)
 
     def _tls_context(self) -> ssl.SSLContext:
         # Certificate and host name are verified like any TLS client (SNI via server_hostname).
@@ -211,8 +173,11 @@ class RtmpPush:
                 # Only a backed-up socket needs waiting for; arming a timeout for every batch of
                 # every destination was a measurable share of the relay's CPU (bench/relay.py).
                 if writer.transport.get_write_buffer_size():
-                    async with asyncio.timeout(_WRITE_STALL_S):
-                        await writer.drain()
+                    try:
+                        async with asyncio.timeout(self._write_stall):
+                            await writer.drain()
+                    except TimeoutError:
+                        raise ConnectionError("write stalled") from None
         finally:
             reader.set_sink(None)
 
@@ -235,11 +200,25 @@ class _DirectWriter:
         self._link = link
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._open: bool | None = None  # the socket's verdict for this batch (None: not asked)
+        # The wire cache keys of this connection, per kind: its chunk size and stream id are
+        # fixed once it publishes.
+        self._keys = {
+            kind: ("rtmp", conn.chunk_size, conn.msid, csid) for kind, csid in _CSID.items()
+        }
 
     def offer(self, unit: MediaUnit) -> bool:
         """Take ``unit`` for the next write, or refuse it while the socket is backed up."""
-        transport = self._transport
-        if transport.is_closing() or transport.get_write_buffer_size() >= _WRITE_HIGH_WATER:
+        # Asked once per batch: nothing is written (and nothing drains) until the batch's
+        # flush, so the answer cannot change within it; asking per unit per destination was a
+        # measurable share of the fan-out (bench/relay.py).
+        is_open = self._open
+        if is_open is None:
+            transport = self._transport
+            is_open = self._open = not transport.is_closing() and (
+                transport.get_write_buffer_size() < _WRITE_HIGH_WATER
+            )
+        if not is_open:
             return False
         self.take(unit)
         if self._pending_bytes >= _WRITE_HIGH_WATER:
@@ -248,12 +227,13 @@ class _DirectWriter:
 
     def take(self, unit: MediaUnit) -> None:
         """Add ``unit`` to the next write, unconditionally (the sender task's queued units)."""
-        data = _wire(self._conn, unit)
+        data = _wire(self._conn, self._keys[unit.kind], unit)
         self._pending.append(data)
         self._pending_bytes += len(data)
 
     def flush(self) -> None:
         """Write what was taken and not written yet."""
+        self._open = None
         pending, nbytes = self._pending, self._pending_bytes
         if not pending:
             return
@@ -264,6 +244,16 @@ class _DirectWriter:
             # than copied into a per-destination buffer.
             self._transport.writelines(pending)
             self._link.sent(nbytes)
+
+
+def _limit_unsent(writer: asyncio.StreamWriter) -> None:
+    # The kernel would otherwise queue megabytes for a destination that stopped reading, which
+    # both delays noticing the stall and sends stale media when it wakes (Linux only).
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    sock = writer.get_extra_info("socket")
+    if lowat is not None and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, lowat, _KERNEL_UNSENT)
 
 
 async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -282,9 +272,9 @@ async def _linger(sock: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 pass
 
 
-def _wire(conn: ClientConnection, unit: MediaUnit) -> bytes:
-    """The unit's RTMP bytes for this connection, serialized once and shared through the cache."""
-    key = ("rtmp", conn.chunk_size, conn.msid, _CSID[unit.kind])
+def _wire(conn: ClientConnection, key: tuple[object, ...], unit: MediaUnit) -> bytes:
+    """The unit's RTMP bytes for this connection (whose cache key for the unit's kind is
+    ``key``), serialized once and shared through the cache."""
     data = unit.wire.get(key)
     if data is None:
         payload = unit.payload

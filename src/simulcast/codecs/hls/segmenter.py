@@ -9,6 +9,12 @@ A new or changed sequence header closes the open segment and produces a new
 picture size or audio format changed (a re-sent or equivalent header, like a disconnect
 slate's, just continues the timeline). Video then restarts at a keyframe so every segment
 decodes on its own.
+
+With a ``part_target`` (low-latency HLS) the open segment is also cut into parts: each part is
+one CMAF fragment (moof+mdat) emitted as a :class:`Part` as soon as it is complete, at most
+``part_target`` long, and the segment is exactly the concatenation of its parts, so a player
+reading parts and one reading whole segments see the same bytes. Without it a segment is one
+fragment, as before.
 """
 
 from __future__ import annotations
@@ -28,12 +34,13 @@ from simulcast.codecs.fmp4 import (
     media_segment,
     video_track,
 )
-from simulcast.media.unit import Kind, MediaUnit
+from simulcast.codecs.unit import Kind, MediaUnit
 
-__all__ = ["InitSegment", "Segment", "SegmentEvent", "Segmenter"]
+__all__ = ["InitSegment", "Part", "Segment", "SegmentEvent", "Segmenter"]
 
 _VIDEO_CODECS = frozenset({"avc", "hevc", "av1"})
 _AUDIO_CODECS = frozenset({"aac", "opus"})
+_PART_SLACK_MS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +71,23 @@ class Segment:
     independent: bool = True
 
 
-SegmentEvent = InitSegment | Segment
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One partial segment (a moof+mdat fragment) of the open segment, in order.
+
+    ``independent``: it starts with a video keyframe (or has no video), so it decodes on its
+    own; ``discontinuity``: its segment will be marked as one; ``start_dts_ms``: its first
+    sample's time.
+    """
+
+    data: bytes
+    duration_s: float
+    independent: bool
+    discontinuity: bool
+    start_dts_ms: int
+
+
+SegmentEvent = InitSegment | Part | Segment
 
 
 @dataclass(slots=True)
@@ -90,8 +113,9 @@ class _Lane:
 class Segmenter:
     """Turns MediaUnits into :class:`InitSegment` and :class:`Segment` events."""
 
-    def __init__(self, target_duration: float = 2.0) -> None:
+    def __init__(self, target_duration: float = 2.0, part_target: float | None = None) -> None:
         self._target_ms = round(target_duration * 1000)
+        self._part_ms = round(part_target * 1000) if part_target else None
         self._video_config: tuple[str, bytes] | None = None
         self._audio_config: tuple[str, bytes] | None = None
         self._dirty = False  # a sequence header changed since the last init segment
@@ -100,6 +124,11 @@ class Segmenter:
         self._init_version = 0
         self._sequence = 0
         self._segment_start: int | None = None
+        self._part_start: int | None = None
+        self._parts: list[bytes] = []  # fragments of the open segment already emitted as parts
+        self._fragments = 0
+        self._last_video_dts: int | None = None
+        self._samples_end = 0  # ms: where the open segment's emitted samples end
         self._discontinuity = False
         self._need_keyframe = True
 
@@ -135,6 +164,9 @@ class Segmenter:
             self._need_keyframe = False
         if tag.is_keyframe and self._due(unit.timestamp):
             events += self._close(unit.timestamp)
+        elif self._part_due(unit.timestamp, self._last_video_dts):
+            events += self._cut_part(unit.timestamp)
+        self._last_video_dts = unit.timestamp
         self._append(
             self._video, _Frame(unit.timestamp, tag.composition_time, tag.is_keyframe, data)
         )
@@ -154,8 +186,11 @@ class Segmenter:
         if tag.packet_type != flv.AudioPacketType.CODED_FRAMES or self._audio_config is None:
             return []
         events = self._reconfigure() if self._dirty else []
-        if self._video is None and self._due(unit.timestamp):
-            events += self._close(unit.timestamp)
+        if self._video is None:
+            if self._due(unit.timestamp):
+                events += self._close(unit.timestamp)
+            elif self._part_due(unit.timestamp, self._audio_last_dts()):
+                events += self._cut_part(unit.timestamp)
         self._append(self._audio, _Frame(unit.timestamp, 0, True, data))
         return events
 
@@ -163,12 +198,38 @@ class Segmenter:
         start = self._segment_start
         return start is not None and dts - start >= self._target_ms
 
+    def _part_due(self, dts: int, previous: int | None) -> bool:
+        """Whether the open part must end before a sample at ``dts``: with it, the part would
+        outlast the part target (its duration estimated as the gap from the ``previous`` one).
+        A few ms of slack absorb millisecond timestamps (30 fps: gaps of 33 and 34 ms), which
+        would otherwise cut a frame early and leave a one-frame part before the keyframe."""
+        start = self._part_start
+        if self._part_ms is None or start is None or previous is None:
+            return False
+        return dts + max(dts - previous, 0) - start > self._part_ms + _PART_SLACK_MS
+
+    def _audio_last_dts(self) -> int | None:
+        frames = self._audio.frames if self._audio is not None else []
+        return frames[-1].dts if frames else None
+
     def _append(self, lane: _Lane | None, frame: _Frame) -> None:
         if lane is None:
             return
         if self._segment_start is None:
             self._segment_start = frame.dts
+        if self._part_start is None:
+            self._part_start = frame.dts
         lane.frames.append(frame)
+
+    def _cut_part(self, end: int) -> list[SegmentEvent]:
+        """Emit the open part, ending at ``end`` ms; the segment stays open."""
+        start = self._part_start
+        fragment = self._fragment_until(end)
+        if fragment is None or start is None:
+            return []
+        data, independent = fragment
+        self._parts.append(data)
+        return [Part(data, (end - start) / 1000, independent, self._discontinuity, start)]
 
     def _reconfigure(self) -> list[SegmentEvent]:
         events = self._close(None)
@@ -188,48 +249,68 @@ class Segmenter:
         return events
 
     def _close(self, end: int | None) -> list[SegmentEvent]:
-        """Emit the open segment, ending at ``end`` ms (a cut) or at its last sample (None)."""
+        """Emit the open segment, ending at ``end`` ms (a cut) or at its last sample (None);
+        with parts, its last part first."""
         start = self._segment_start
-        lanes = [lane for lane in (self._video, self._audio) if lane is not None and lane.frames]
-        if start is None or not lanes:
-            return []
-        fragments = []
-        segment_end = start
-        carried: list[_Frame] = []
-        for lane in lanes:
-            frames = lane.frames
-            if lane is self._audio and end is not None and self._video is not None:
-                # Audio timed at or after the cutting keyframe belongs to the next segment.
-                carried = [f for f in frames if f.dts >= end]
-                frames = [f for f in frames if f.dts < end]
-            if not frames:
-                continue
-            following = carried[0].dts if carried else end
-            fragments.append(self._fragment(lane, frames, following))
-            last = frames[-1]
-            segment_end = max(
-                segment_end, last.dts + lane.last_duration * 1000 // lane.track.timescale
-            )
-        if end is not None:
-            segment_end = end
-        if self._audio is not None:
-            self._audio.frames = carried
-        if self._video is not None:
-            self._video.frames = []
+        part_start = self._part_start
+        fragment = self._fragment_until(end)
+        samples_end, self._samples_end = self._samples_end, 0
         self._segment_start = end
-        if not fragments:
+        parts, self._parts = self._parts, []
+        if start is None or (fragment is None and not parts):
             return []
+        segment_end = end if end is not None else max(start, samples_end)
+        events: list[SegmentEvent] = []
+        if fragment is not None:
+            parts.append(fragment[0])
+            if self._part_ms is not None and part_start is not None:
+                duration = (segment_end - part_start) / 1000
+                events.append(
+                    Part(fragment[0], duration, fragment[1], self._discontinuity, part_start)
+                )
         self._sequence += 1
-        segment = Segment(
-            self._sequence,
-            media_segment(self._sequence, fragments),
-            start,
-            (segment_end - start) / 1000,
-            self._discontinuity,
-            self._init_version,
+        events.append(
+            Segment(
+                self._sequence,
+                b"".join(parts),
+                start,
+                (segment_end - start) / 1000,
+                self._discontinuity,
+                self._init_version,
+            )
         )
         self._discontinuity = False
-        return [segment]
+        return events
+
+    def _fragment_until(self, end: int | None) -> tuple[bytes, bool] | None:
+        """The buffered samples timed before ``end`` (all of them when None) as one moof+mdat,
+        and whether it decodes on its own. Audio timed at or after a cutting ``end`` stays
+        buffered for the next fragment."""
+        self._part_start = end
+        fragments = []
+        independent = self._video is None
+        for lane in (self._video, self._audio):
+            if lane is None or not lane.frames:
+                continue
+            frames, carried = lane.frames, []
+            if lane is self._audio and end is not None and self._video is not None:
+                carried = [f for f in frames if f.dts >= end]
+                frames = [f for f in frames if f.dts < end]
+            lane.frames = carried
+            if not frames:
+                continue
+            if lane is self._video:
+                independent = frames[0].keyframe
+            # Audio frames have their own length: the last one before a cut keeps it (the next
+            # one may be timed just after the cut), or the track would have a hole at every cut.
+            following = carried[0].dts if carried else (None if lane is self._audio else end)
+            fragments.append(self._fragment(lane, frames, following))
+            last = frames[-1].dts + lane.last_duration * 1000 // lane.track.timescale
+            self._samples_end = max(self._samples_end, last)
+        if not fragments:
+            return None
+        self._fragments += 1
+        return media_segment(self._fragments, fragments), independent
 
     def _fragment(self, lane: _Lane, frames: list[_Frame], following: int | None) -> TrackFragment:
         ticks = [lane.ticks(f.dts) for f in frames]

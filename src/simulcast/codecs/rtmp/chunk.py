@@ -128,7 +128,9 @@ class ChunkDecoder:
     ``feed`` only buffers; ``next_message`` parses as far as the buffer allows and returns the
     next complete message or ``None``. Limits (all raise :class:`RemoteProtocolError`):
     ``max_message_size`` per message, ``max_chunk_streams`` distinct chunk stream ids, and
-    ``max_incomplete_size`` bytes of partially received messages across all chunk streams.
+    ``max_incomplete_size`` bytes of partially received messages across all chunk streams, and
+    ``max_chunk_size`` for the peer's Set Chunk Size. The limits are attributes: a server tightens
+    them until it knows who is talking (see ``ServerConnection``).
     """
 
     def __init__(
@@ -137,9 +139,11 @@ class ChunkDecoder:
         max_message_size: int = 16 * 1024 * 1024,
         max_chunk_streams: int = 64,
         max_incomplete_size: int = 32 * 1024 * 1024,
+        max_chunk_size: int = 0x7FFFFFFF,
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.max_message_size = max_message_size
+        self.max_chunk_size = max_chunk_size
         self.max_chunk_streams = max_chunk_streams
         self.max_incomplete_size = max_incomplete_size
         self._buf = bytearray()
@@ -194,12 +198,27 @@ class ChunkDecoder:
             if self._incomplete > self.max_incomplete_size:
                 raise RemoteProtocolError("too much partially received data")
             if self._body_left == 0:
-                self._body = None
-                if len(st.partial) == st.length:
+                done = len(st.partial)
+                if done == st.length:
+                    self._body = None
                     payload = bytes(st.partial)
                     self._incomplete -= len(payload)
                     st.partial = None
                     return self._complete(st, payload)
+                # The usual next chunk continues this message: a one-byte fmt 3 header on the
+                # same chunk stream, no extended timestamp. It changes nothing but the position,
+                # so it skips the general header parser (a video frame is several chunks).
+                pos = self._pos
+                if (
+                    st.csid < 64
+                    and not st.ext
+                    and pos < len(self._buf)
+                    and self._buf[pos] == 0xC0 | st.csid
+                ):
+                    self._pos = pos + 1
+                    self._body_left = min(self.chunk_size, st.length - done)
+                    continue
+                self._body = None
 
     def _read_header(self) -> _Stream | None:
         buf, pos = self._buf, self._pos
@@ -293,6 +312,8 @@ class ChunkDecoder:
             size = msg.parse_u32(payload)
             if size == 0 or size > 0x7FFFFFFF:
                 raise RemoteProtocolError(f"invalid chunk size {size}")
+            if size > self.max_chunk_size:
+                raise RemoteProtocolError(f"chunk size {size} exceeds the limit")
             self.chunk_size = min(size, MAX_CHUNK_SIZE)
         elif st.type_id == msg.ABORT:
             aborted = self._streams.get(msg.parse_u32(payload))

@@ -131,7 +131,7 @@ class CreateStream(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class PublishRequest(Event):
+class PublishCommand(Event):
     """``publish`` on stream ``msid``; ``stream_name`` is raw (see ``split_stream_name``)."""
 
     stream_name: str
@@ -194,6 +194,13 @@ class PublishFailed(Event):
 
     code: str
     description: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayStarted(Event):
+    """NetStream.Play.Start (a playing client): media messages follow as ``MediaMessage``."""
+
+    msid: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,15 @@ first 30 bytes of the Flash Player key (client) or 36 bytes of the Media Server 
 S2 (and C2) are then 1504 random bytes followed by ``HMAC(HMAC(full_key, peer_digest), random)``.
 
 Everything here is a pure function over bytes; callers supply the random bytes.
+:class:`ServerHandshake` and :class:`ClientHandshake` run one side's exchange over a byte buffer
+(the first stage of :mod:`simulcast.codecs.rtmp.connection`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,7 +27,9 @@ __all__ = [
     "PACKET_SIZE",
     "RTMP_VERSION",
     "SERVER_VERSION",
+    "ClientHandshake",
     "ClientHello",
+    "ServerHandshake",
     "client_c2",
     "client_hello",
     "find_digest",
@@ -136,3 +141,72 @@ def verify_s2(s2: bytes, c1_digest: bytes) -> bool:
     body = s2[: PACKET_SIZE - DIGEST_SIZE]
     expected = _hmac(_hmac(FMS_KEY, c1_digest), body)
     return hmac.compare_digest(s2[PACKET_SIZE - DIGEST_SIZE :], expected)
+
+
+RandomBytes = Callable[[int], bytes]
+
+
+class ServerHandshake:
+    """The server's side over a buffer of received bytes: C0+C1 in, S0+S1+S2 out, C2 in."""
+
+    def __init__(self, random: RandomBytes) -> None:
+        self._random = random
+        self._answered = False
+        self.peer_digest = False
+        """Whether the client used the digest form."""
+        self.done = False
+
+    def receive(self, buffer: bytearray) -> bytes:
+        """Consume what ``buffer`` holds of the client's part; the bytes to send back. Once
+        :attr:`done`, what is left in ``buffer`` is the first chunks."""
+        out = b""
+        if not self._answered:
+            if buffer[:1] and buffer[0] != RTMP_VERSION:
+                raise RemoteProtocolError(f"unsupported RTMP version {buffer[0]}")
+            if len(buffer) < 1 + PACKET_SIZE:
+                return out
+            c0c1 = bytes(buffer[: 1 + PACKET_SIZE])
+            del buffer[: 1 + PACKET_SIZE]
+            out = server_response(c0c1, self._random(2 * PACKET_SIZE))
+            self._answered = True
+            self.peer_digest = any(out[5:9])  # S1 version is zero for the simple form
+        if len(buffer) < PACKET_SIZE:
+            return out
+        del buffer[:PACKET_SIZE]  # C2 is not checked: clients differ and it proves nothing
+        self.done = True
+        return out
+
+
+class ClientHandshake:
+    """The client's side: :meth:`hello` (C0+C1) out, S0+S1+S2 in, C2 out."""
+
+    def __init__(self, random: RandomBytes) -> None:
+        self._random = random
+        self._c1 = self._c1_digest = b""
+        self.verified: bool | None = None
+        """Whether S2 matched our C1 (not fatal when it does not)."""
+        self.peer_digest = False
+        """Whether S1 carried a server digest."""
+        self.done = False
+
+    def hello(self) -> bytes:
+        """C0+C1 (digest form, schema 0)."""
+        hello = client_hello(self._random(PACKET_SIZE - 8))
+        self._c1_digest, self._c1 = hello.digest, hello.c0c1[1:]
+        return hello.c0c1
+
+    def receive(self, buffer: bytearray) -> bytes:
+        """Consume S0+S1+S2 once ``buffer`` holds them all; C2 then (else nothing yet)."""
+        if buffer[:1] and buffer[0] != RTMP_VERSION:
+            raise RemoteProtocolError(f"unsupported RTMP version {buffer[0]}")
+        size = 1 + 2 * PACKET_SIZE
+        if len(buffer) < size:
+            return b""
+        s1 = bytes(buffer[1 : 1 + PACKET_SIZE])
+        s2 = bytes(buffer[1 + PACKET_SIZE : size])
+        del buffer[:size]
+        c2 = client_c2(s1, self._random(PACKET_SIZE))
+        self.verified = s2 == self._c1 or verify_s2(s2, self._c1_digest)
+        self.peer_digest = find_digest(s1, FMS_KEY_PARTIAL) is not None
+        self.done = True
+        return c2

@@ -6,12 +6,13 @@ encode_message`); decoders raise :class:`RemoteProtocolError` on malformed input
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from simulcast.codecs import amf0
+from simulcast.codecs import amf, amf0
 from simulcast.codecs.rtmp.errors import RemoteProtocolError
 
 # Message type ids.
@@ -120,7 +121,7 @@ def amf_values(type_id: int, payload: bytes) -> list[Any]:
     body = payload[1:] if amf3 else payload
     try:
         return amf0.decode_all(body)
-    except amf0.AMFDecodeError as exc:
+    except amf.AMFDecodeError as exc:
         raise RemoteProtocolError(f"malformed AMF in message type {type_id}: {exc}") from None
 
 
@@ -129,11 +130,32 @@ def parse_command(type_id: int, payload: bytes) -> Command:
     values = amf_values(type_id, payload)
     if not values or not isinstance(values[0], str):
         raise RemoteProtocolError("command message without a command name")
+    if not _all_finite(values):
+        # No command has a use for NaN or an infinity, and every int() of one would raise.
+        raise RemoteProtocolError(f"{values[0][:64]!r} carries a NaN or infinite number")
     # Some peers omit the transaction id of notifications (ffmpeg's onFCPublish): read as 0.
     tid = values[1] if len(values) > 1 else 0.0
     if isinstance(tid, bool) or not isinstance(tid, int | float):
         tid = 0.0
     return Command(values[0], float(tid), values[2] if len(values) > 2 else None, tuple(values[3:]))
+
+
+def _all_finite(values: list[Any]) -> bool:
+    # Walked once per container: AMF references can share (and cycle through) objects.
+    stack: list[Any] = list(values)
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+            continue
+        if isinstance(value, amf.TypedObject):
+            value = value.properties
+        if isinstance(value, dict | list | tuple) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend(value.values() if isinstance(value, dict) else value)
+    return True
 
 
 def amf3_data_to_amf0(payload: bytes) -> bytes | None:
@@ -149,7 +171,7 @@ def amf3_data_to_amf0(payload: bytes) -> bytes | None:
         if amf0.AVMPLUS not in body:
             return body
         return amf0.encode_all(*values)
-    except amf0.AMFError:
+    except amf.AMFError:
         return None
 
 

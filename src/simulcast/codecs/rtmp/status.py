@@ -20,6 +20,7 @@ PUBLISH_DENIED: Final = "NetStream.Publish.Denied"
 PUBLISH_FAILED: Final = "NetStream.Publish.Failed"
 UNPUBLISH_SUCCESS: Final = "NetStream.Unpublish.Success"
 STREAM_FAILED: Final = "NetStream.Failed"
+PLAY_START: Final = "NetStream.Play.Start"
 
 
 def info(level: str, code: str, description: str, **extra: Any) -> dict[str, Any]:

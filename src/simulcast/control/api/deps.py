@@ -8,18 +8,16 @@ from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection
 
-from simulcast.control import security
 from simulcast.control.api.errors import ApiError
-from simulcast.control.context import ControlContext
-from simulcast.control.services import auth
-from simulcast.control.services.auth import Principal
-
-SESSION_COOKIE = "simulcast_session"
-MISSING_KEY = (
-    "API key required. Provide via X-API-Key header, Authorization: Bearer header, "
-    "or ?apiKey= query parameter."
+from simulcast.control.api.identity import (
+    SESSION_COOKIE,
+    check_csrf,
+    extract_credential,
+    get_context,
+    principal_or_401,
 )
-INVALID_KEY = "Invalid API key or destination disabled"
+from simulcast.control.context import ControlContext
+from simulcast.control.services.auth import Principal
 
 PRIMARY_SCHEME = "ApiKeyHeader"
 # The other places a credential is accepted, in API.md's order after the header. OpenAPI lists
@@ -33,47 +31,12 @@ OTHER_SCHEMES: dict[str, dict[str, str]] = {
 }
 
 
-def get_context(request: Request) -> ControlContext:
-    """The control context the composition root attached to the app."""
-    ctx: ControlContext = request.app.state.ctx
-    return ctx
-
-
 async def _context(request: Request) -> ControlContext:
     # An async dependency: FastAPI runs sync ones in a thread pool, a thread hop per request.
     return get_context(request)
 
 
 Ctx = Annotated[ControlContext, Depends(_context)]
-
-
-def extract_credential(request: HTTPConnection) -> str | None:
-    """The credential of a request, from the first place that has one (API.md order)."""
-    headers = request.headers
-    value = headers.get("x-api-key")
-    if value:
-        return value.strip()
-    authz = headers.get("authorization")
-    if authz and authz[:7].lower() == "bearer ":
-        return authz[7:].strip() or None
-    query = request.query_params
-    value = query.get("apiKey") or query.get("key")
-    if value:
-        return value
-    return request.cookies.get(SESSION_COOKIE) or None
-
-
-async def resolve_principal(ctx: ControlContext, credential: str) -> Principal | None:
-    """Resolve a credential through the short-lived cache, else the database."""
-    if len(credential) > 512:
-        return None
-    credential_digest = security.digest(credential)
-
-    async def load() -> Principal | None:
-        async with ctx.read() as session:
-            return await auth.authenticate(session, credential)
-
-    return await ctx.auth_cache.get_or_load(credential_digest, load)
 
 
 class _AnyCredential(APIKeyHeader):
@@ -87,15 +50,13 @@ _credential = _AnyCredential(name="X-API-Key", auto_error=False, scheme_name=PRI
 
 
 async def _authenticated(
+    request: Request,
     response: Response,
     ctx: Ctx,
     credential: Annotated[str | None, Depends(_credential)],
 ) -> Principal:
-    if not credential:
-        raise ApiError(401, MISSING_KEY)
-    principal = await resolve_principal(ctx, credential)
-    if principal is None:
-        raise ApiError(401, INVALID_KEY)
+    principal = await principal_or_401(ctx, request, credential)
+    check_csrf(request)
     decision = await ctx.limiter.hit(
         "api:" + principal.credential_digest, ctx.settings.rate_limit_per_minute
     )

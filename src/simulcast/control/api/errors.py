@@ -6,10 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("simulcast.api")
@@ -36,6 +36,14 @@ class ApiError(Exception):
 def not_found(what: str) -> ApiError:
     """A 404 naming what was not found."""
     return ApiError(404, f"{what} not found")
+
+
+def with_message(status: int, message: str) -> ApiError:
+    """An error whose body also carries ``message`` (the same sentence), for endpoints whose
+    success body has one (API.md): a client printing ``data["message"]`` works either way."""
+    exc = ApiError(status, message)
+    exc.extra["message"] = message
+    return exc
 
 
 def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
@@ -66,8 +74,7 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
+    errors = list(exc.errors())  # type: ignore[attr-defined]  # a RequestValidationError
     message, field = _describe_validation(errors)
     body: dict[str, Any] = {"error": message}
     if field:
@@ -75,7 +82,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=400)
 
 
-_REASONS = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+_REASONS = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large (limit 1 MiB)",
+}
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -90,10 +101,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "Internal server error"}, status_code=500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every exception the API can raise to the JSON error shape."""
+def install_error_handlers(app: Starlette, *, validation: bool = True) -> None:
+    """Map every exception the API can raise to the JSON error shape.
+
+    ``validation``: the app is FastAPI's and validates requests (a media node's plain Starlette
+    app validates nothing, and does not load FastAPI).
+    """
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    if validation:
+        from fastapi.exceptions import RequestValidationError
+
+        app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 
@@ -101,13 +119,21 @@ def install_error_handlers(app: FastAPI) -> None:
 class BodySizeLimit:
     """ASGI middleware: 413 for request bodies over ``max_bytes`` (declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, uploads: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = dict(uploads or {})
+        """Exact paths that take larger bodies (file uploads), with their own limit."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        upload_limit = self.uploads.get(scope.get("path", ""))
+        if upload_limit is not None:
+            await self._limited(scope, receive, send, upload_limit)
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -118,6 +144,10 @@ class BodySizeLimit:
                 if declared < 0 or declared > self.max_bytes:
                     await self._reject(send, declared < 0)
                     return
+        await self._limited(scope, receive, send, self.max_bytes)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Run the app, failing the request (413) once its streamed body passes ``limit``."""
         seen = 0
 
         async def limited_receive() -> Message:
@@ -125,8 +155,13 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise ApiError(413, "Request body too large (limit 1 MiB)")
+                if seen > limit:
+                    # An HTTPException: FastAPI turns any other error while it reads a JSON or
+                    # form body into a 400, which misnamed a (chunked) body over the limit.
+                    too_large = "Request body too large"
+                    if limit == self.max_bytes:
+                        too_large += " (limit 1 MiB)"
+                    raise StarletteHTTPException(413, too_large)
             return message
 
         await self.app(scope, limited_receive, send)

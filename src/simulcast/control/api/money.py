@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from simulcast.control.api.deps import Admin, Ctx, Manager
 from simulcast.control.api.errors import ApiError
-from simulcast.control.api.hls import Meter
+from simulcast.control.api.hls_route import Served
+from simulcast.control.api.urls import BaseUrl
 from simulcast.control.schemas.common import ERRORS
 from simulcast.control.schemas.money import (
     BandwidthUsage,
@@ -17,12 +18,13 @@ from simulcast.control.schemas.money import (
     CreditOut,
     DashboardStats,
     HistoryItem,
+    LedgerItem,
     WalletBalanceOut,
 )
 from simulcast.control.services import auth, ledger, pricing, reports, usage
 from simulcast.control.timeutil import hour_start, now_ms
 
-router = APIRouter(prefix="/api", tags=["Money"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api", tags=["Money"], responses=ERRORS)
 
 TimeFilter = Literal["hour", "day", "week", "month", "year", "all"]
 _FILTER_MS = {
@@ -31,6 +33,7 @@ _FILTER_MS = {
     "month": 30 * 86_400_000,
     "year": 365 * 86_400_000,
 }
+MAX_HISTORY_PAGE = 1000
 Millis = Annotated[int | None, Query(ge=0, le=2**53, description="Unix milliseconds")]
 
 
@@ -63,11 +66,26 @@ async def wallet_balance(principal: Manager, ctx: Ctx) -> WalletBalanceOut:
     return WalletBalanceOut(balance=balance, cached=True)
 
 
+@router.get("/wallet/ledger", response_model=list[LedgerItem], summary="Wallet ledger")
+async def wallet_ledger(
+    principal: Manager,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many, newest first")] = 50,
+) -> list[LedgerItem]:
+    """The wallet's postings, newest first: credits and every charge, with signed amounts."""
+    async with ctx.read() as session:
+        rows = await ledger.wallet_movements(session, account_id=principal.account_id, limit=limit)
+    return [
+        LedgerItem(id=r.id, kind=r.kind, amountSats=r.amount, memo=r.memo, createdAt=r.created_ms)
+        for r in rows
+    ]
+
+
 @router.get("/bandwidth/usage", response_model=BandwidthUsage, summary="Bandwidth usage")
 async def bandwidth_usage(
     principal: Manager,
     ctx: Ctx,
-    meter: Meter,
+    served: Served,
     filter: TimeFilter = "hour",
     startDate: Millis = None,
     endDate: Millis = None,
@@ -80,7 +98,7 @@ async def bandwidth_usage(
             session, account_id=principal.account_id, since_s=since_s, until_s=end_ms // 1000 + 1
         )
     until_s = end_ms // 1000 + 1
-    for hour, nbytes in meter.unflushed_hourly(account_id=principal.account_id).items():
+    for hour, nbytes in served.unflushed_hourly(account_id=principal.account_id).items():
         if (since_s is None or hour >= since_s) and hour < until_s:
             hours[hour] = hours.get(hour, 0) + nbytes
     total = sum(hours.values())
@@ -119,14 +137,26 @@ async def dashboard_stats(
 async def stream_history(
     principal: Manager,
     ctx: Ctx,
+    request: Request,
+    response: Response,
+    base_url: BaseUrl,
     startDate: Millis = None,
     endDate: Millis = None,
     minCost: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     maxCost: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     platform: Annotated[str | None, Query(max_length=64)] = None,
     streamKeyId: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="Rows per page")] = 100,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=2**53, description="Rows after (older than) the row with this id"),
+    ] = None,
 ) -> list[HistoryItem]:
-    """Past and live sessions, one row per session and platform, newest first."""
+    """Past and live sessions, one row per session and platform, newest first.
+
+    Pages of ``limit`` rows; when more follow, a ``Link: <...>; rel="next"`` header gives the
+    next page's URL (the same query with ``before`` set to this page's last row id).
+    """
     async with ctx.read() as session:
         rows = await reports.history(
             session,
@@ -135,8 +165,16 @@ async def stream_history(
             end_ms=endDate,
             stream_id=streamKeyId,
         )
+    if before is not None:
+        # Keyset paging in the list's own order (newest first by start, then row id).
+        anchor = next((r for r in rows if r.id == before), None)
+        if anchor is None:
+            raise ApiError(
+                400, "Invalid field 'before': no history row with that id", field="before"
+            )
+        rows = [r for r in rows if (r.started_ms, r.id) < (anchor.started_ms, anchor.id)]
     now = now_ms()
-    out = []
+    out: list[HistoryItem] = []
     for row in rows:
         if minCost is not None and row.cost_sats < minCost:
             continue
@@ -144,6 +182,11 @@ async def stream_history(
             continue
         if platform is not None and row.platform.lower() != platform.lower():
             continue
+        if len(out) == limit:
+            next_url = request.url.include_query_params(before=out[-1].id)
+            query = f"?{next_url.query}" if next_url.query else ""
+            response.headers["Link"] = f'<{base_url}{next_url.path}{query}>; rel="next"'
+            break
         ended = row.ended_ms if row.ended_ms is not None else now
         out.append(
             HistoryItem(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -12,12 +12,11 @@ from simulcast.metrics import REGISTRY
 router = APIRouter(tags=["System"])
 
 
-@router.get("/healthz", summary="Liveness and database check")
-async def health(ctx: Ctx) -> dict[str, object]:
-    """``{"ok": true, "liveSessions": N}`` when the server and its database answer."""
-    async with ctx.read() as session:
-        await session.connection()
-    return {"ok": True, "liveSessions": len(ctx.engine.sessions())}
+@router.get("/healthz", summary="Liveness, database check and background jobs")
+async def health(ctx: Ctx, request: Request) -> dict[str, object]:
+    """``{"ok": true, "liveSessions": N, "jobs": [...]}`` when the server and its database
+    answer; ``jobs`` is this node's background work (state, last pass, failures)."""
+    return await ctx.health(request.app.state.background)
 
 
 @router.get(

@@ -19,7 +19,7 @@ from simulcast.control.schemas.webhooks import (
 from simulcast.control.services import webhooks as svc
 from simulcast.control.webhook_dispatcher import WebhookDispatcher
 
-router = APIRouter(prefix="/api", tags=["Webhooks"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api", tags=["Webhooks"], responses=ERRORS)
 
 WebhookId = Annotated[int, Path(ge=1, le=2**53, description="Webhook ID")]
 

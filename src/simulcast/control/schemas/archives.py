@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+ArchiveStatus = Literal["recording", "uploading", "uploaded", "failed"]
 
 
 class ArchiveOut(BaseModel):
-    """A recording of one session."""
+    """A recording of one session to S3-compatible storage."""
 
     id: int
-    fileName: str
+    fileName: str = Field(description="archive_{streamKeyId}_{startedAtUnixSeconds}.mp4")
     streamKeyId: int
-    status: str = Field(description="recording | uploading | ready | failed")
-    sizeBytes: int
-    durationSeconds: float
-    url: str | None
-    createdAt: int
+    sessionId: str
+    status: ArchiveStatus
+    sizeBytes: int = Field(description="Bytes recorded so far (final once uploaded)")
+    durationSeconds: float = Field(description="Known once the recording is complete")
+    createdAt: int = Field(description="Unix milliseconds")
+    partsUploaded: int = Field(description="Multipart upload parts stored so far")
+    error: str | None = Field(default=None, description="Why it failed (or why it is retrying)")
+    url: str | None = Field(default=None, description="Presigned GET URL, once uploaded")
 
 
 class RecoverIn(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -24,12 +27,19 @@ class SuccessMessage(Success):
     message: str
 
 
-ERRORS = {
-    400: {"model": ErrorBody, "description": "Invalid body or query; `field` names the culprit"},
-    401: {"model": ErrorBody, "description": "Missing or invalid credential"},
-    403: {"model": ErrorBody, "description": "Credential of the wrong type for this endpoint"},
-    404: {"model": ErrorBody, "description": "No such object on this account"},
-    409: {"model": ErrorBody, "description": "Not possible in the object's current state"},
-    413: {"model": ErrorBody, "description": "Request body over 1 MiB"},
-    429: {"model": ErrorBody, "description": "Rate limit exceeded (`retryAfter` seconds)"},
-}
+def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each answered with an :class:`ErrorBody`."""
+    return {status: {"model": ErrorBody, "description": text} for status, text in described.items()}
+
+
+ERRORS = error_responses(
+    {
+        400: "Invalid body or query; `field` names the culprit",
+        401: "Missing or invalid credential",
+        403: "Credential of the wrong type for this endpoint",
+        404: "No such object on this account",
+        409: "Not possible in the object's current state",
+        413: "Request body over 1 MiB",
+        429: "Rate limit exceeded (`retryAfter` seconds)",
+    }
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class WalletBalanceOut(BaseModel):
@@ -46,7 +46,7 @@ class CreditIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     account: str = Field(min_length=1, max_length=200, description="Account name")
-    sats: int = Field(gt=0, le=21_000_000 * 100_000_000)
+    sats: StrictInt = Field(gt=0, le=21_000_000 * 100_000_000)
     reason: str = Field(default="operator credit", max_length=500)
     idempotencyKey: str | None = Field(default=None, max_length=150)
 
@@ -57,3 +57,13 @@ class CreditOut(BaseModel):
     success: bool = True
     balance: int
     duplicate: bool = False
+
+
+class LedgerItem(BaseModel):
+    """A row of ``GET /api/wallet/ledger``: one posting to the wallet."""
+
+    id: int
+    kind: str = Field(description="credit, stream_minute, bandwidth, ...")
+    amountSats: int = Field(description="Signed: credits positive, charges negative")
+    memo: str
+    createdAt: int = Field(description="Unix milliseconds")

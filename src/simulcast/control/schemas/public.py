@@ -46,6 +46,7 @@ class Pricing(BaseModel):
     BANDWIDTH_OVERAGE_SATS_PER_GB: int
     COST_PER_PLATFORM: int
     FREE_PLATFORMS: int
+    INSTANCE_SATS_PER_HOUR: int = Field(description="v1 instances, billed per running second")
 
 
 class PublicConfig(BaseModel):

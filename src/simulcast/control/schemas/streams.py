@@ -4,20 +4,39 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 DestinationType = Literal["rtmp", "twitch", "self-hosted", "cloud-archive"]
 
 
 class DestinationConfig(BaseModel):
-    """Destination settings: ``url``/``key`` for rtmp and twitch; ``mode``/``dvrWindowSeconds``
-    for self-hosted."""
+    """Destination settings: ``url``/``key`` for rtmp and twitch; ``mode``/``dvrWindowSeconds``/
+    ``lowLatency`` for self-hosted; ``bucket``/``prefix``/``endpointUrl``/``accessKeyId``/
+    ``secretAccessKey`` for cloud-archive (each optional: the server's S3 settings fill in)."""
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(default=None, max_length=2048)
     key: str | None = Field(default=None, max_length=512)
     mode: Literal["testing", "production"] | None = None
-    dvrWindowSeconds: int | None = Field(default=None, ge=0, le=3600)
+    dvrWindowSeconds: StrictInt | None = Field(default=None, ge=0, le=3600)
+    lowLatency: StrictBool | None = Field(
+        default=None,
+        description="self-hosted: serve low-latency HLS (parts, blocking reload) in production "
+        "mode; default true",
+    )
+    bucket: str | None = Field(
+        default=None, max_length=63, description="cloud-archive: S3 bucket (else the server's)"
+    )
+    prefix: str | None = Field(
+        default=None, max_length=512, description="cloud-archive: key prefix"
+    )
+    endpointUrl: str | None = Field(
+        default=None, max_length=2048, description="cloud-archive: S3 endpoint (empty: AWS)"
+    )
+    accessKeyId: str | None = Field(default=None, max_length=128)
+    secretAccessKey: str | None = Field(
+        default=None, max_length=256, description="cloud-archive: stored sealed, never returned"
+    )
 
 
 class DestinationIn(BaseModel):
@@ -42,7 +61,7 @@ class ProtectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool | None = None
-    graceSeconds: int | None = Field(default=None, ge=1, le=1800)
+    graceSeconds: StrictInt | None = Field(default=None, ge=1, le=1800)
 
 
 class ProtectionOut(BaseModel):
@@ -58,8 +77,15 @@ class StreamCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     label: str = Field(default="Untitled stream", min_length=1, max_length=200)
-    destinations: list[DestinationIn] | None = Field(default=None, max_length=50)
+    # At most ``max_destinations_per_stream`` (a setting, checked by the endpoint).
+    destinations: list[DestinationIn] | None = None
     protection: ProtectionIn | None = None
+    srtPassphrase: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=79,
+        description="SRT publishers must encrypt (AES) with this passphrase; null: clear SRT",
+    )
 
 
 class StreamPatch(BaseModel):
@@ -68,14 +94,20 @@ class StreamPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str | None = Field(default=None, min_length=1, max_length=200)
     protection: ProtectionIn | None = None
+    srtPassphrase: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=79,
+        description="SRT publishers must encrypt (AES) with this; null clears it, absent keeps it",
+    )
 
 
 class LimitsIn(BaseModel):
     """Per-session caps; a field set to ``null`` clears it, an absent field stays as it is."""
 
     model_config = ConfigDict(extra="forbid")
-    maxSats: int | None = Field(default=None, ge=0, le=2**53)
-    maxDurationMinutes: int | None = Field(default=None, ge=1, le=525600)
+    maxSats: StrictInt | None = Field(default=None, ge=0, le=2**53)
+    maxDurationMinutes: StrictInt | None = Field(default=None, ge=1, le=525600)
 
 
 class DestinationOut(BaseModel):
@@ -89,7 +121,12 @@ class DestinationOut(BaseModel):
     createdAt: int
     mode: str | None = None
     dvrWindowSeconds: int | None = None
+    lowLatency: bool | None = None
     playbackToken: str | None = None
+    bucket: str | None = None
+    prefix: str | None = None
+    endpointUrl: str | None = None
+    accessKeyId: str | None = None
     state: str = Field(
         description="idle | disabled | connecting | live | retrying | failed | stopped"
     )
@@ -131,6 +168,9 @@ class StreamOut(StreamSummary):
     protectionSecondsLeft: int | None = Field(
         default=None, description="While protecting: seconds until the session ends"
     )
+    srtPassphrase: str | None = Field(
+        default=None, description="The SRT passphrase publishers encrypt with (null: none)"
+    )
 
 
 class StreamCreated(BaseModel):
@@ -146,6 +186,7 @@ class StreamCreated(BaseModel):
         default_factory=list, description="Created destinations with any one-time apiKey"
     )
     protection: ProtectionOut
+    srtPassphrase: str | None = None
 
 
 class DestinationCreated(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
 
 
 class WebhookCreate(BaseModel):
@@ -14,7 +14,7 @@ class WebhookCreate(BaseModel):
     secret: str | None = Field(
         default=None, max_length=500, description="Signing secret for X-Simulcast-Signature"
     )
-    stream_key_id: int | None = Field(
+    stream_key_id: StrictInt | None = Field(
         default=None,
         ge=1,
         le=2**53,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +42,7 @@ async def create_account(
         raise AccountExists(name)
     account = Account(
         name=name,
-        password_hash=security.hash_password(password) if password else None,
+        password_hash=await security.hash_password_off_loop(password) if password else None,
         is_admin=is_admin,
         created_ms=now_ms(),
     )
@@ -60,36 +62,71 @@ async def create_api_key(
     account_id: int,
     kind: Literal["sk", "pk"],
     destination_id: int | None = None,
+    label: str | None = None,
 ) -> str:
     """Create a key and return its secret (shown once; only the digest is stored)."""
-    secret = security.new_api_key(kind)
-    session.add(
-        ApiKey(
-            account_id=account_id,
-            kind=kind,
-            key_hash=security.digest(secret),
-            hint=secret[:8],
-            destination_id=destination_id,
-            created_ms=now_ms(),
+    return (
+        await create_api_key_row(
+            session, account_id=account_id, kind=kind, destination_id=destination_id, label=label
         )
+    )[1]
+
+
+async def create_api_key_row(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    kind: Literal["sk", "pk"],
+    destination_id: int | None = None,
+    label: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key: its row (id, hint, creation time) and its secret, shown once."""
+    secret = security.new_api_key(kind)
+    row = ApiKey(
+        account_id=account_id,
+        kind=kind,
+        key_hash=security.digest(secret),
+        hint=secret[:8],
+        destination_id=destination_id,
+        label=label,
+        created_ms=now_ms(),
     )
+    session.add(row)
     await session.flush()
-    return secret
+    return row, secret
 
 
-async def login(
-    session: AsyncSession, *, username: str, password: str, ttl_ms: int
-) -> tuple[str, int] | None:
-    """Check a password and open a dashboard session: ``(token, expires_ms)`` or ``None``."""
-    account = await account_by_name(session, username)
-    if not security.verify_password(account.password_hash if account else None, password):
+async def check_password(
+    ctx_read: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+    *,
+    username: str,
+    password: str,
+) -> int | None:
+    """The id of the account ``username`` if ``password`` is its password, else ``None``.
+
+    Reads the stored hash in a short session of its own (``ctx_read`` opens one), then verifies
+    off the event loop, holding no database connection meanwhile; raises
+    :class:`~simulcast.control.security.HasherBusy` when a flood fills the hash pool. Callers
+    rate-limit failures before calling this.
+    """
+    async with ctx_read() as session:
+        query = select(Account.id, Account.password_hash).where(Account.name == username)
+        row = (await session.execute(query)).first()
+    stored = row.password_hash if row is not None else None
+    if not await security.verify_password_off_loop(stored, password) or row is None:
         return None
-    assert account is not None
+    return int(row.id)
+
+
+async def open_login_session(
+    session: AsyncSession, *, account_id: int, ttl_ms: int
+) -> tuple[str, int]:
+    """Open a dashboard session for an account whose password was checked: (token, expiry)."""
     token = security.new_token()
     created = now_ms()
     session.add(
         AuthSession(
-            account_id=account.id,
+            account_id=account_id,
             token_hash=security.digest(token),
             created_ms=created,
             expires_ms=created + ttl_ms,

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.db.models import Account, Destination, LiveSession, Stream
-from simulcast.control.services import ledger, meter, pricing, sessions, webhooks
+from simulcast.control.services import ledger, limits, meter, pricing, sessions, webhooks
 from simulcast.control.timeutil import now_ms
 from simulcast.settings import Settings
 
@@ -56,9 +56,13 @@ async def publish_refusal(
             f"Account is blocked ({account.publish_blocked_reason}); "
             "fund the wallet to publish again"
         )
-    enabled = [d.id for d in destinations if d.enabled and d.deleted_ms is None]
+    enabled = [
+        d.id
+        for d in destinations
+        if d.enabled and d.deleted_ms is None and pricing.is_platform(d.type)
+    ]
     paid = len(pricing.paid_destinations(settings, enabled))
-    if await meter.can_start(
+    if await limits.can_start(
         session, settings=settings, account_id=stream.account_id, paid_destinations=paid
     ):
         return None
@@ -87,20 +91,16 @@ async def end_session(
 
 
 async def recover_crashed_sessions(
-    session: AsyncSession, *, settings: Settings, node_id: str
+    session: AsyncSession, *, settings: Settings, node_id: str, reason: str = meter.SERVER_RESTART
 ) -> list[LiveSession]:
-    """Close the sessions a crash left open on this node (``server_restart``) and queue their
-    ``stream.ended`` webhooks. Run on start, before the engine accepts publishes."""
-    closed = await meter.recover_after_crash(session, settings=settings, node_id=node_id)
+    """Close the sessions a crash left open on a node (``server_restart`` for this one on start,
+    before the engine accepts publishes; ``node_lost`` for a lost one) and queue their
+    ``stream.ended`` webhooks."""
+    closed = await meter.recover_after_crash(
+        session, settings=settings, node_id=node_id, reason=reason
+    )
     for live in closed:
-        await webhooks.enqueue_event(
-            session,
-            account_id=live.account_id,
-            stream_id=live.stream_id,
-            event="stream.ended",
-            data=await webhooks.stream_ended_data(session, live=live),
-            created_ms=live.ended_ms,
-        )
+        await webhooks.enqueue_stream_ended(session, live=live, created_ms=live.ended_ms)
     return closed
 
 

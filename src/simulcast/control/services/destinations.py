@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,8 +12,6 @@ from simulcast.engine import OutputSpec
 DESTINATION_TYPES = ("rtmp", "twitch", "self-hosted", "cloud-archive")
 TWITCH_INGEST = "rtmp://live.twitch.tv/app/"
 HLS_MODES = ("testing", "production")
-DVR_DEFAULT_SECONDS = 1800
-DVR_MAX_SECONDS = 3600
 
 # Ordered: Kick ingests through Amazon IVS's global-contribute hosts, Twitch through its own
 # contribute hosts under the same domain, so the longer suffix must match first.
@@ -23,6 +23,15 @@ _PLATFORM_HOSTS = (
     ("youtube.com", "YouTube"),
     ("facebook.com", "Facebook"),
 )
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+ARCHIVE_FIELDS = ("bucket", "prefix", "endpointUrl", "accessKeyId")
+"""A cloud-archive destination's S3 settings shown to its owner (the secret never is)."""
+SEALED_SECRET = "secretAccessKeySealed"
+
+Sealer = Callable[[str], str]
+"""Seals a secret for storage (``SecretBox.seal``)."""
 
 
 class DestinationError(ValueError):
@@ -69,13 +78,71 @@ def _join_key(url: str, key: str) -> str:
     return url.rstrip("/") + "/" + key.lstrip("/") if key else url
 
 
-def normalize(dest_type: str, config: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def _archive_config(
+    config: dict[str, Any], previous: dict[str, Any], seal: Sealer | None
+) -> dict[str, Any]:
+    """Validate a cloud-archive config over ``previous``; the secret is stored sealed only."""
+    stored = {k: v for k, v in previous.items() if k in (*ARCHIVE_FIELDS, SEALED_SECRET)}
+    for name in (*ARCHIVE_FIELDS, "secretAccessKey"):
+        value = config.get(name)
+        if value is not None and not isinstance(value, str):
+            raise DestinationError(f"config.{name}", f"config.{name} must be a string")
+    bucket = config.get("bucket")
+    if bucket is not None:
+        if bucket and not _BUCKET.match(bucket):
+            raise DestinationError("config.bucket", "config.bucket is not a valid bucket name")
+        stored["bucket"] = bucket
+    prefix = config.get("prefix")
+    if prefix is not None:
+        if len(prefix) > 512 or prefix.startswith("/"):
+            raise DestinationError(
+                "config.prefix", "config.prefix must not start with / (max 512 characters)"
+            )
+        stored["prefix"] = prefix
+    endpoint = config.get("endpointUrl")
+    if endpoint is not None:
+        try:
+            parts = urlsplit(endpoint)
+            parts.port  # noqa: B018 -- raises for a port out of range
+        except ValueError:
+            message = "config.endpointUrl is not a URL"
+            raise DestinationError("config.endpointUrl", message) from None
+        if endpoint and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise DestinationError(
+                "config.endpointUrl", "config.endpointUrl must be an http(s) URL"
+            )
+        stored["endpointUrl"] = endpoint
+    key_id = config.get("accessKeyId")
+    if key_id is not None:
+        stored["accessKeyId"] = key_id
+    secret = config.get("secretAccessKey")
+    if secret:
+        if seal is None:
+            raise DestinationError("config.secretAccessKey", "secrets cannot be stored here")
+        stored[SEALED_SECRET] = seal(secret)
+    if stored.get("accessKeyId") and not stored.get(SEALED_SECRET):
+        raise DestinationError(
+            "config.secretAccessKey", "config.secretAccessKey is required with accessKeyId"
+        )
+    return {k: v for k, v in stored.items() if v != ""}
+
+
+def normalize(
+    dest_type: str,
+    config: dict[str, Any],
+    *,
+    previous: dict[str, Any] | None = None,
+    seal: Sealer | None = None,
+    dvr_max_seconds: int | None = None,
+) -> tuple[str, str, dict[str, Any]]:
     """Validate a destination body: ``(url, platform, stored_config)``.
 
     ``rtmp`` needs an rtmp(s) URL with a host (an optional ``key`` is appended as the last path
     segment, the way OBS's server + stream key fields combine); ``twitch`` takes a URL or a bare
-    stream key; ``self-hosted`` takes ``mode`` and ``dvrWindowSeconds``; ``cloud-archive`` takes no
-    URL.
+    stream key; ``self-hosted`` takes ``mode``, ``dvrWindowSeconds`` and ``lowLatency`` (default
+    true; LL-HLS is served in production mode); ``cloud-archive`` takes no
+    URL, and optionally its own ``bucket``, ``prefix``, ``endpointUrl``, ``accessKeyId`` and
+    ``secretAccessKey`` (sealed with ``seal``; ``previous`` is the config being changed).
     """
     if dest_type not in DESTINATION_TYPES:
         raise DestinationError(
@@ -109,15 +176,20 @@ def normalize(dest_type: str, config: dict[str, Any]) -> tuple[str, str, dict[st
         mode = config.get("mode", "testing")
         if mode not in HLS_MODES:
             raise DestinationError("config.mode", "config.mode must be 'testing' or 'production'")
-        window = config.get("dvrWindowSeconds", DVR_DEFAULT_SECONDS)
+        assert dvr_max_seconds is not None, "a self-hosted body is checked against the DVR limit"
+        window = config.get("dvrWindowSeconds", dvr_max_seconds)
         if not isinstance(window, int) or isinstance(window, bool):
             raise DestinationError("config.dvrWindowSeconds", "must be an integer")
-        if not 0 <= window <= DVR_MAX_SECONDS:
+        if not 0 <= window <= dvr_max_seconds:
             raise DestinationError(
-                "config.dvrWindowSeconds", f"must be between 0 and {DVR_MAX_SECONDS}"
+                "config.dvrWindowSeconds", f"must be between 0 and {dvr_max_seconds}"
             )
-        return "", "Self-Hosted", {"mode": mode, "dvrWindowSeconds": window}
-    return "", "Cloud Archive", {}
+        low_latency = config.get("lowLatency", True)
+        if not isinstance(low_latency, bool):
+            raise DestinationError("config.lowLatency", "config.lowLatency must be a boolean")
+        stored = {"mode": mode, "dvrWindowSeconds": window, "lowLatency": low_latency}
+        return "", "Self-Hosted", stored
+    return "", "Cloud Archive", _archive_config(config, previous or {}, seal)
 
 
 def mask_url(url: str) -> str:

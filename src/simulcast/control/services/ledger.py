@@ -10,8 +10,10 @@ state change or webhook it causes commit together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +21,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.db.models import Account, LedgerEntry, LedgerTransaction, WalletBalance
 from simulcast.control.timeutil import now_ms
+
+
+class Kind(StrEnum):
+    """What a ledger transaction is for (its ``kind`` column; the API shows it as is)."""
+
+    CREDIT = "credit"
+    """An operator's grant (CLI or admin API)."""
+    LIGHTNING = "lightning"
+    """A Lightning top-up."""
+    STREAM_MINUTE = "stream_minute"
+    """A live session's billed minute."""
+    BANDWIDTH = "bandwidth"
+    """An account's HLS bytes over the hourly allowance."""
+    INSTANCE_SECONDS = "instance_seconds"
+    """A running v1 instance's seconds."""
+    ARCHIVE_RECOVERY = "archive_recovery"
+    """The fee of retrying a failed archive upload."""
+
+
+CHARGES_OF_STREAMING = (Kind.STREAM_MINUTE, Kind.BANDWIDTH)
+"""The kinds an account's streaming spend sums."""
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 """The account's ``publish_blocked_reason`` while its wallet could not pay a charge."""
@@ -122,7 +145,7 @@ async def credit(
     amount: int,
     idempotency_key: str,
     memo: str = "",
-    kind: str = "credit",
+    kind: Kind = Kind.CREDIT,
 ) -> bool:
     """Move ``amount`` sats from funding into the wallet; ``False`` if the key was used before.
 
@@ -160,7 +183,7 @@ async def charge(
     account_id: int,
     amount: int,
     idempotency_key: str,
-    kind: str,
+    kind: Kind,
     session_pk: int | None = None,
     destination_id: int | None = None,
     memo: str = "",
@@ -207,6 +230,37 @@ async def balance(session: AsyncSession, *, account_id: int) -> int:
     return int(cached or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class WalletMovement:
+    """One posting as the wallet saw it: ``amount`` is signed (credits +, charges -)."""
+
+    id: int
+    kind: str
+    amount: int
+    memo: str
+    created_ms: int
+
+
+async def wallet_movements(
+    session: AsyncSession, *, account_id: int, limit: int
+) -> list[WalletMovement]:
+    """The wallet's newest postings, newest first."""
+    rows = await session.execute(
+        select(
+            LedgerTransaction.id,
+            LedgerTransaction.kind,
+            LedgerEntry.amount_sats,
+            LedgerTransaction.memo,
+            LedgerTransaction.created_ms,
+        )
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerEntry.book == "wallet", LedgerEntry.account_id == account_id)
+        .order_by(LedgerTransaction.created_ms.desc(), LedgerTransaction.id.desc())
+        .limit(limit)
+    )
+    return [WalletMovement(*row) for row in rows.all()]
+
+
 async def locked_balance(session: AsyncSession, *, account_id: int) -> int:
     """The wallet balance, with the wallet row locked until the caller's transaction ends.
 
@@ -233,16 +287,22 @@ async def ledger_sum(session: AsyncSession) -> int:
     )
 
 
-class FundingSource(Protocol):
-    """Where credits come from: the operator today, Lightning top-ups later."""
-
-    name: str
-
-    async def fund(
-        self, session: AsyncSession, *, account_id: int, amount: int, reference: str, memo: str
-    ) -> bool:
-        """Credit the wallet for an external payment identified by ``reference`` (once)."""
-        ...
+async def charged_by_session(
+    session: AsyncSession, *, session_pks: Sequence[int]
+) -> dict[int, int]:
+    """Sats charged so far to each of the given live sessions (their billed minutes: the only
+    charges a session carries), by session row id; sessions charged nothing are absent."""
+    if not session_pks:
+        return {}
+    rows = await session.execute(
+        select(LedgerTransaction.session_pk, func.sum(LedgerTransaction.amount_sats))
+        .where(
+            LedgerTransaction.session_pk.in_(session_pks),
+            LedgerTransaction.kind == Kind.STREAM_MINUTE,
+        )
+        .group_by(LedgerTransaction.session_pk)
+    )
+    return {int(pk): int(total or 0) for pk, total in rows.all() if pk is not None}
 
 
 class OperatorCredit:

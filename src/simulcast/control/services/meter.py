@@ -1,4 +1,6 @@
-"""The live meter: charges completed minutes and closed bandwidth hours, and enforces budgets.
+"""The minute meter: charges completed minutes and closed bandwidth hours; what stops a session is
+:mod:`~simulcast.control.services.limits`'s, and the node's loop is
+:class:`~simulcast.control.minute_meter.MinuteMeter`.
 
 Streaming minutes are charged per destination with the key ``stream:{session_id}:{destination_id}:
 {minute}`` (so history can show what each platform cost); a minute's charges are paid all or
@@ -18,52 +20,27 @@ engine still reports the session live.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.db.models import (
     Account,
     BandwidthBucket,
-    LedgerTransaction,
+    Destination,
     LiveSession,
     SessionDestination,
     Stream,
 )
-from simulcast.control.services import ledger, pricing, sessions
+from simulcast.control.services import ledger, limits, pricing, sessions
 from simulcast.control.services.ledger import INSUFFICIENT_FUNDS, ChargeResult
-from simulcast.engine import SessionInfo
 from simulcast.settings import Settings
 
-log = logging.getLogger("simulcast.meter")
-
-STREAM_MINUTE = "stream_minute"
-BANDWIDTH = "bandwidth"
-LIMIT_MAX_SATS = "limit_max_sats"
-LIMIT_MAX_DURATION = "limit_max_duration"
 SERVER_RESTART = "server_restart"
 HOUR_SECONDS = 3600
 BANDWIDTH_LOOKBACK_SECONDS = 7 * 24 * HOUR_SECONDS
 """Closed hours older than this are not looked at again (they were charged long ago)."""
-
-
-class MeteredEngine(Protocol):
-    """The part of :class:`simulcast.engine.Engine` the meter uses."""
-
-    def sessions(self) -> Mapping[int, SessionInfo]:
-        """Live sessions on this node, by stream id."""
-        ...
-
-    async def stop(self, stream_id: int, reason: str) -> bool:
-        """End a stream's live session."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +50,15 @@ class MeterResult:
 
     session_pk: int
     stream_id: int
+    account_id: int
     metered_minutes: int
     charged: int
     stop_reason: str | None
     next_minute_ends_ms: int
     """When the minute now in progress completes (the next charge is due)."""
+    next_minute_sats: int = 0
+    """What the minute now in progress costs at the destinations live now (0: it is free, so
+    no lowered ``max_sats`` and no drained wallet can stop it before its boundary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,33 +82,20 @@ def bandwidth_key(account_id: int, hour_start: int) -> str:
 
 
 async def _spans(session: AsyncSession, session_pk: int) -> list[pricing.DestinationSpan]:
+    """The session's platform destinations' spans (self-hosted ones are never minutes)."""
     rows = await session.execute(
         select(
             SessionDestination.destination_id,
             SessionDestination.started_ms,
             SessionDestination.ended_ms,
-        ).where(SessionDestination.session_pk == session_pk)
-    )
-    return [pricing.DestinationSpan(int(d), int(s), e) for d, s, e in rows.all()]
-
-
-async def session_charged(session: AsyncSession, *, session_pk: int) -> int:
-    """Sats charged so far for a session's streaming minutes (what ``max_sats`` caps)."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(LedgerTransaction.amount_sats), 0)).where(
-            LedgerTransaction.session_pk == session_pk, LedgerTransaction.kind == STREAM_MINUTE
+        )
+        .join(Destination, Destination.id == SessionDestination.destination_id)
+        .where(
+            SessionDestination.session_pk == session_pk,
+            Destination.type.in_(pricing.PLATFORM_TYPES),
         )
     )
-    return int(total or 0)
-
-
-def _limit_reason(stream: Stream, *, minute: int, charged: int, due: int) -> str | None:
-    """Why minute ``minute`` (costing ``due``) may not be streamed under the stream's limits."""
-    if stream.max_duration_minutes is not None and minute >= stream.max_duration_minutes:
-        return LIMIT_MAX_DURATION
-    if due and stream.max_sats is not None and charged + due > stream.max_sats:
-        return LIMIT_MAX_SATS
-    return None
+    return [pricing.DestinationSpan(int(d), int(s), e) for d, s, e in rows.all()]
 
 
 async def _meter(
@@ -153,19 +121,23 @@ async def _meter(
         raise LookupError(f"no stream {live.stream_id}")
     spans = await _spans(session, live.id)
     minute_len = pricing.minute_ms(settings)
-    charged = await session_charged(session, session_pk=live.id)
+    charged = await limits.session_charged(session, session_pk=live.id)
     completed = pricing.completed_minutes(until_ms - live.started_ms, minute_len)
     posted = 0
     reason: str | None = None
     minute = live.metered_minutes
+    due = 0
     while reason is None:
         charges = pricing.minute_charges(settings, spans, started_ms=live.started_ms, minute=minute)
         due = sum(charges.values())
-        reason = _limit_reason(stream, minute=minute, charged=charged, due=due)
-        if reason is None and due:
-            balance = await ledger.locked_balance(session, account_id=live.account_id)
-            if balance < due:
-                reason = INSUFFICIENT_FUNDS
+        reason = await limits.stop_reason(
+            session,
+            stream=stream,
+            account_id=live.account_id,
+            minute=minute,
+            charged=charged,
+            due=due,
+        )
         if reason is not None or minute >= completed:
             break
         for destination_id, amount in charges.items():
@@ -174,7 +146,7 @@ async def _meter(
                 account_id=live.account_id,
                 amount=amount,
                 idempotency_key=minute_key(live.session_id, destination_id, minute),
-                kind=STREAM_MINUTE,
+                kind=ledger.Kind.STREAM_MINUTE,
                 session_pk=live.id,
                 destination_id=destination_id,
                 memo=f"minute {minute} of session {live.session_id}",
@@ -186,20 +158,17 @@ async def _meter(
         minute += 1
     live.metered_minutes = minute
     if enforce and reason is not None:
-        if reason == INSUFFICIENT_FUNDS:
-            account = await session.get(Account, live.account_id)
-            if account is not None:
-                account.publish_blocked_reason = INSUFFICIENT_FUNDS
-        else:
-            stream.locked_reason = reason
+        await limits.enforce(session, stream=stream, account_id=live.account_id, reason=reason)
     await session.flush()
     return MeterResult(
         session_pk=live.id,
         stream_id=live.stream_id,
+        account_id=live.account_id,
         metered_minutes=minute,
         charged=posted,
         stop_reason=reason if enforce else None,
         next_minute_ends_ms=live.started_ms + (minute + 1) * minute_len,
+        next_minute_sats=due,
     )
 
 
@@ -239,9 +208,10 @@ async def close_session_accounting(
 
 
 async def recover_after_crash(
-    session: AsyncSession, *, settings: Settings, node_id: str
+    session: AsyncSession, *, settings: Settings, node_id: str, reason: str = SERVER_RESTART
 ) -> list[LiveSession]:
-    """Close the sessions a crash left open on this node, reason ``server_restart``.
+    """Close the sessions a crash left open on a node, reason ``server_restart`` (this node,
+    on start) or ``node_lost`` (another node, by a survivor).
 
     Each ends at its last metered minute: every minute charged before the crash stays charged
     exactly once and nothing more is charged. Returns the sessions closed (for webhooks). Run it
@@ -256,26 +226,9 @@ async def recover_after_crash(
     minute_len = pricing.minute_ms(settings)
     for live in closed:
         ended = live.started_ms + live.metered_minutes * minute_len
-        await sessions.close_session(session, live=live, reason=SERVER_RESTART, ended_ms=ended)
+        await sessions.close_session(session, live=live, reason=reason, ended_ms=ended)
     await session.flush()
     return closed
-
-
-async def can_start(
-    session: AsyncSession, *, settings: Settings, account_id: int, paid_destinations: int
-) -> bool:
-    """Whether an account may start a session with ``paid_destinations`` paid destinations.
-
-    Always true when its first minute is free; otherwise the account must not be blocked for
-    want of funds and its wallet must hold the first minute's price.
-    """
-    first_minute = paid_destinations * settings.cost_per_platform
-    if first_minute <= 0:
-        return True
-    account = await session.get(Account, account_id)
-    if account is None or account.publish_blocked_reason == INSUFFICIENT_FUNDS:
-        return False
-    return await ledger.balance(session, account_id=account_id) >= first_minute
 
 
 async def charge_closed_hours(
@@ -311,7 +264,7 @@ async def charge_closed_hours(
             account_id=int(account_id),
             amount=amount,
             idempotency_key=bandwidth_key(int(account_id), int(hour_start)),
-            kind=BANDWIDTH,
+            kind=ledger.Kind.BANDWIDTH,
             memo=f"bandwidth overage, hour starting {int(hour_start)}",
             created_ms=(int(hour_start) + HOUR_SECONDS) * 1000,
         )
@@ -322,97 +275,3 @@ async def charge_closed_hours(
         out.append(BandwidthCharge(int(account_id), int(hour_start), amount, result))
     await session.flush()
     return out
-
-
-class Meter:
-    """Runs the meter for this node: started and stopped by the composition root.
-
-    Ticks are much shorter than a billing minute (at most 1 s), so a minute is charged, and a
-    stop decided at its boundary lands, within a tick of that boundary. Between boundaries a
-    session is re-checked every ``recheck_seconds`` (at most 5 s): the look-ahead that stops it
-    when a limit was lowered, a destination added, or the wallet drained by another session.
-    A tick with nothing due costs no query at all: metering every session every second was a
-    fifth of a relay's CPU (bench/relay.py). Closed bandwidth hours are charged every
-    ``bandwidth_every_seconds``.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        engine: MeteredEngine,
-        *,
-        node_id: str,
-        clock: Callable[[], float] = time.time,
-        tick_seconds: float | None = None,
-        recheck_seconds: float | None = None,
-        bandwidth_every_seconds: float = 60.0,
-    ) -> None:
-        self._settings = settings
-        self._db = sessionmaker
-        self._engine = engine
-        self._node_id = node_id
-        self._clock = clock
-        self._tick = tick_seconds or min(1.0, settings.billing_minute_seconds / 10)
-        recheck = recheck_seconds or min(5.0, settings.billing_minute_seconds / 10)
-        self._recheck_ms = int(recheck * 1000)
-        self._bandwidth_every_ms = int(bandwidth_every_seconds * 1000)
-        self._next_bandwidth_ms = 0
-        self._due_ms: dict[str, int] = {}
-        """Per live session id: when it must be metered next (absent: at once)."""
-        self._stopping = asyncio.Event()
-
-    async def run(self) -> None:
-        """Tick until :meth:`stop` is called; a failing tick is logged and retried."""
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("meter tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick)
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after the current tick."""
-        self._stopping.set()
-
-    async def tick(self) -> list[MeterResult]:
-        """Meter this node's live sessions that are due (each in its own transaction)."""
-        now = int(self._clock() * 1000)
-        live = {info.session_id for info in self._engine.sessions().values()}
-        self._due_ms = {sid: due for sid, due in self._due_ms.items() if sid in live}
-        due = [sid for sid in live if self._due_ms.get(sid, 0) <= now]
-        results = await self._meter_sessions(due, now) if due else []
-        if now >= self._next_bandwidth_ms:
-            self._next_bandwidth_ms = now + self._bandwidth_every_ms
-            async with self._db.begin() as session:
-                await charge_closed_hours(session, settings=self._settings, now_ms=now)
-        return results
-
-    async def _meter_sessions(self, session_ids: list[str], now: int) -> list[MeterResult]:
-        async with self._db.begin() as session:
-            rows = (
-                await session.execute(
-                    select(LiveSession.id, LiveSession.session_id)
-                    .where(LiveSession.ended_ms.is_(None), LiveSession.node_id == self._node_id)
-                    .where(LiveSession.session_id.in_(session_ids))
-                )
-            ).all()
-        results: list[MeterResult] = []
-        for pk, session_id in rows:
-            try:
-                async with self._db.begin() as session:
-                    result = await meter_session(
-                        session, settings=self._settings, session_pk=pk, now_ms=now
-                    )
-            except Exception:
-                log.exception("metering session %s failed; retried next tick", pk)
-                continue
-            results.append(result)
-            if result.stop_reason is not None:
-                # Not marked done: re-taken (and the stop re-sent) every tick while still live.
-                log.info("stopping stream %s: %s", result.stream_id, result.stop_reason)
-                await self._engine.stop(result.stream_id, result.stop_reason)
-            else:
-                self._due_ms[session_id] = min(result.next_minute_ends_ms, now + self._recheck_ms)
-        return results

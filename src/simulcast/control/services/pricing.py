@@ -9,6 +9,10 @@ not pay for that minute, and a session of 5 min 30 s with one paid destination a
 10 sats (the unfinished sixth minute is free). The free destinations of a minute are the first
 ``free_platforms`` of those counting for it, by creation order (ids grow with creation).
 
+Only platform destinations (``rtmp``, ``twitch``, ``cloud-archive``) are platform minutes: a
+``self-hosted`` destination never is (testing mode is free, production mode pays for bandwidth
+only, as the seed says), so it is neither charged nor one of the free ones.
+
 Bandwidth: 1 GB = 10^9 bytes; in each clock-hour bucket the bytes over
 ``bandwidth_limit_gb_per_hour`` cost ``bandwidth_overage_sats_per_gb`` per GB, rounded up to whole
 sats per bucket (2.30 GB over at 5 sats/GB = 12 sats).
@@ -26,11 +30,20 @@ GB = 10**9
 _CENTI_GB = Decimal(GB) / 100
 
 
+PLATFORM_TYPES = ("rtmp", "twitch", "cloud-archive")
+"""Destination types billed per minute; ``self-hosted`` is billed for bandwidth only."""
+
+
+def is_platform(dest_type: str) -> bool:
+    """Whether a destination of this type counts as a platform minute."""
+    return dest_type in PLATFORM_TYPES
+
+
 def paid_destinations(settings: Settings, destination_ids: Sequence[int]) -> list[int]:
     """The destinations that cost money: all but the first ``free_platforms`` by creation order.
 
-    ``destination_ids`` are the enabled destinations; ids grow with creation, so sorting them
-    gives creation order.
+    ``destination_ids`` are the enabled platform destinations; ids grow with creation, so
+    sorting them gives creation order.
     """
     return sorted(destination_ids)[settings.free_platforms :]
 
@@ -80,7 +93,7 @@ def session_cost(
 
 
 def rate_per_minute(settings: Settings, enabled_destinations: int) -> int:
-    """Sats per minute for a session with this many enabled destinations."""
+    """Sats per minute for a session with this many enabled platform destinations."""
     return max(0, enabled_destinations - settings.free_platforms) * settings.cost_per_platform
 
 

@@ -14,9 +14,10 @@ from simulcast.engine import PublisherLost, PublisherResumed
 
 
 async def record_publisher_event(
-    session: AsyncSession, *, event: PublisherLost | PublisherResumed
+    session: AsyncSession, *, event: PublisherLost | PublisherResumed, once: str | None = None
 ) -> bool:
-    """Queue the event's webhook deliveries (the caller commits); whether any were queued."""
+    """Queue the event's webhook deliveries (the caller commits); whether any were queued.
+    ``once``: as :func:`webhooks.enqueue_event`'s, for a transaction tried again."""
     live = await sessions.by_session_id(session, session_id=event.session_id)
     stream = await session.get(Stream, event.stream_id)
     if live is None or live.ended_ms is not None or stream is None:
@@ -40,5 +41,6 @@ async def record_publisher_event(
         event=name,
         data=data,
         created_ms=event.at_ms,
+        once=once,
     )
     return bool(ids)

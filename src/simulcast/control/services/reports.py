@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -15,8 +14,7 @@ from simulcast.control.db.models import (
     SessionDestination,
     Stream,
 )
-
-CHARGE_KINDS = ("stream_minute", "bandwidth")
+from simulcast.control.services import ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +29,6 @@ class HistoryRow:
     started_ms: int
     ended_ms: int | None
     cost_sats: int
-
-
-async def charged_by_session(
-    session: AsyncSession, *, session_pks: Sequence[int]
-) -> dict[int, int]:
-    """Sats charged so far to each of the given sessions."""
-    if not session_pks:
-        return {}
-    rows = await session.execute(
-        select(LedgerTransaction.session_pk, func.sum(LedgerTransaction.amount_sats))
-        .where(
-            LedgerTransaction.session_pk.in_(session_pks),
-            LedgerTransaction.kind == "stream_minute",
-        )
-        .group_by(LedgerTransaction.session_pk)
-    )
-    return {int(pk): int(total or 0) for pk, total in rows.all() if pk is not None}
 
 
 async def history(
@@ -84,7 +65,7 @@ async def history(
                 )
                 .where(
                     LedgerTransaction.session_pk.in_(pks),
-                    LedgerTransaction.kind == "stream_minute",
+                    LedgerTransaction.kind == ledger.Kind.STREAM_MINUTE,
                 )
                 .group_by(LedgerTransaction.session_pk, LedgerTransaction.destination_id)
             )
@@ -144,7 +125,7 @@ async def spent(
     """Sats charged to an account (streaming and bandwidth) in ``[start_ms, end_ms]``."""
     query = select(func.coalesce(func.sum(LedgerTransaction.amount_sats), 0)).where(
         LedgerTransaction.account_id == account_id,
-        LedgerTransaction.kind.in_(CHARGE_KINDS),
+        LedgerTransaction.kind.in_(ledger.CHARGES_OF_STREAMING),
         LedgerTransaction.created_ms <= end_ms,
     )
     if start_ms is not None:

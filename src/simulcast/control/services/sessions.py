@@ -12,6 +12,13 @@ from simulcast.control.db.models import Destination, LiveSession, SessionDestina
 from simulcast.control.timeutil import now_ms
 
 
+def _taking_part(live: LiveSession, dest: Destination, since_ms: int) -> SessionDestination:
+    """The row of ``dest``'s part in the live session, from ``since_ms``."""
+    return SessionDestination(
+        session_pk=live.id, destination_id=dest.id, platform=dest.platform, started_ms=since_ms
+    )
+
+
 async def open_session(
     session: AsyncSession,
     *,
@@ -33,14 +40,7 @@ async def open_session(
     await session.flush()
     for dest in destinations:
         if dest.enabled and dest.deleted_ms is None:
-            session.add(
-                SessionDestination(
-                    session_pk=live.id,
-                    destination_id=dest.id,
-                    platform=dest.platform,
-                    started_ms=started,
-                )
-            )
+            session.add(_taking_part(live, dest, started))
     await session.flush()
     return live
 
@@ -52,6 +52,26 @@ async def live_session_of(session: AsyncSession, *, stream_id: int) -> LiveSessi
             LiveSession.stream_id == stream_id, LiveSession.ended_ms.is_(None)
         )
     )
+
+
+async def take_over(session: AsyncSession, *, live: LiveSession, node_id: str) -> bool:
+    """Move an open session to ``node_id`` (stream shift across nodes), atomically: ``False``
+    when it was closed or moved by someone else meanwhile. The meter of the node that owns the
+    row is the session's only meter, so metering moves with it."""
+    moved = await session.execute(
+        update(LiveSession)
+        .where(
+            LiveSession.id == live.id,
+            LiveSession.node_id == live.node_id,
+            LiveSession.ended_ms.is_(None),
+        )
+        .values(node_id=node_id)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    live.node_id = node_id
+    return True
 
 
 async def by_session_id(session: AsyncSession, *, session_id: str) -> LiveSession | None:
@@ -76,14 +96,7 @@ async def attach_destination(
         )
     )
     if existing is None:
-        session.add(
-            SessionDestination(
-                session_pk=live.id,
-                destination_id=destination.id,
-                platform=destination.platform,
-                started_ms=joined,
-            )
-        )
+        session.add(_taking_part(live, destination, joined))
     elif existing.ended_ms is not None:
         # Re-enabled: it counts again from now; the gap is not billed because the meter only
         # counts minutes a destination was part of the session for.

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from simulcast.control import security
 from simulcast.control.db.models import ApiKey, Destination, LiveSession, Stream
 from simulcast.control.services import auth
-from simulcast.control.services.destinations import normalize, output_spec
+from simulcast.control.services.destinations import Sealer, normalize, output_spec
 from simulcast.control.timeutil import now_ms
 from simulcast.engine import OutputSpec
 
@@ -30,6 +30,12 @@ async def create_stream(session: AsyncSession, *, account_id: int, label: str) -
     return stream
 
 
+def rotate_stream_key(stream: Stream) -> str:
+    """Give a stream a new RTMP stream key; the old one is unknown from the commit on."""
+    stream.stream_key = security.new_stream_key()
+    return stream.stream_key
+
+
 async def get_stream(session: AsyncSession, *, account_id: int, stream_id: int) -> Stream | None:
     """The account's stream with that id (``None`` if absent, deleted or someone else's)."""
     return await session.scalar(
@@ -42,7 +48,9 @@ async def get_stream(session: AsyncSession, *, account_id: int, stream_id: int) 
 async def stream_by_key(session: AsyncSession, *, stream_key: str) -> Stream | None:
     """The live-able stream whose RTMP stream key is ``stream_key``."""
     return await session.scalar(
-        select(Stream).where(Stream.stream_key == stream_key, Stream.deleted_ms.is_(None))
+        select(Stream).where(
+            Stream.stream_key_digest == security.digest(stream_key), Stream.deleted_ms.is_(None)
+        )
     )
 
 
@@ -93,12 +101,14 @@ async def add_destination(
     dest_type: str,
     config: dict[str, Any],
     enabled: bool = True,
+    seal: Sealer | None = None,
+    dvr_max_seconds: int | None = None,
 ) -> tuple[Destination, str | None]:
     """Validate and add a destination; returns it and, for self-hosted, its new ``pk_`` key.
 
     Raises :class:`~simulcast.control.services.destinations.DestinationError` on a bad body.
     """
-    url, platform, stored = normalize(dest_type, config)
+    url, platform, stored = normalize(dest_type, config, seal=seal, dvr_max_seconds=dvr_max_seconds)
     dest = Destination(
         stream_id=stream.id,
         account_id=stream.account_id,
@@ -146,12 +156,23 @@ async def delete_destination(session: AsyncSession, *, destination: Destination)
 
 
 def update_destination(
-    destination: Destination, *, enabled: bool | None, config: dict[str, Any] | None
+    destination: Destination,
+    *,
+    enabled: bool | None,
+    config: dict[str, Any] | None,
+    seal: Sealer | None = None,
+    dvr_max_seconds: int | None = None,
 ) -> None:
     """Change a destination's enabled flag and/or config (a new URL or key is re-validated)."""
     if config is not None:
-        if destination.type == "self-hosted":
-            _, _, destination.config = normalize("self-hosted", {**destination.config, **config})
+        if destination.type == "cloud-archive":
+            _, _, destination.config = normalize(
+                "cloud-archive", config, previous=destination.config, seal=seal
+            )
+        elif destination.type == "self-hosted":
+            _, _, destination.config = normalize(
+                "self-hosted", {**destination.config, **config}, dvr_max_seconds=dvr_max_seconds
+            )
         elif config.get("url") or config.get("key"):
             destination.url, destination.platform, destination.config = normalize(
                 destination.type, config

@@ -23,12 +23,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.db.models import (
-    LedgerTransaction,
     LiveSession,
     Stream,
     Webhook,
     WebhookDelivery,
 )
+from simulcast.control.services import ledger
 from simulcast.control.timeutil import now_ms
 
 KNOWN_EVENTS = frozenset(
@@ -40,6 +40,17 @@ KNOWN_EVENTS = frozenset(
         "stream.disconnected",
         "stream.resumed",
         "destination.failed",
+        "wallet.credited",
+        "wallet.topup_failed",
+        # v1 dialect (V1.md, Webhooks)
+        "instance.running",
+        "instance.stopped",
+        "input.disconnected",
+        "input.resumed",
+        "input.low_bitrate",
+        "failover.activated",
+        "failover.recovered",
+        "tip.received",
     }
 )
 MAX_WEBHOOKS_PER_ACCOUNT = 50
@@ -63,14 +74,45 @@ class WebhookError(Exception):
 # --- URL safety -------------------------------------------------------------------------------
 
 
+# IPv6 forms that carry an IPv4 address: judged by that address (NAT64 to 127.0.0.1 is
+# loopback, whatever Python's is_global says of 64:ff9b::/96).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT, RFC 2765
+_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible (and :: / ::1)
+_REFUSED_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64: translates to anything inside
+    ipaddress.ip_network("fec0::/10"),  # deprecated site-local
+)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if any (mapped, translated, compatible,
+    NAT64, 6to4, Teredo client)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64 or ip in _TRANSLATED or ip in _COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
 def forbidden_address(ip: IPAddress) -> bool:
     """Whether a target address is off limits: anything not globally routable, or metadata.
 
-    Covers loopback, RFC 1918 / ULA private, link-local, CGNAT, multicast, unspecified and
-    reserved ranges, and IPv4 addresses written as IPv4-mapped IPv6.
+    Covers loopback, RFC 1918 / ULA private, link-local, site-local, CGNAT, multicast,
+    unspecified and reserved ranges; an IPv6 address that embeds an IPv4 one (IPv4-mapped,
+    -translated, -compatible, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) is judged by
+    the IPv4 address.
     """
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _REFUSED_V6):
+            return True
+        v4 = embedded_ipv4(ip)
+        if v4 is not None:
+            return forbidden_address(v4)
     return ip in METADATA_ADDRESSES or not ip.is_global or ip.is_multicast
 
 
@@ -83,7 +125,8 @@ def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
         raise WebhookError("url is not a valid URL", field="url") from None
     allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed:
-        raise WebhookError("url must use https" + (" or http" if allow_http else ""), field="url")
+        hint = "" if allow_http else " (SIMULCAST_WEBHOOKS_ALLOW_HTTP=true allows http://)"
+        raise WebhookError("url must use https" + (" or http" if allow_http else hint), field="url")
     if not parts.hostname:
         raise WebhookError("url must have a host", field="url")
     if parts.username is not None or parts.password is not None:
@@ -117,7 +160,9 @@ async def resolve_target(host: str, port: int, *, allow_private: bool) -> list[s
         for ip in addresses:
             if forbidden_address(ip):
                 raise WebhookError(
-                    f"url host {host!r} resolves to a private or reserved address ({ip})",
+                    f"url host {host!r} resolves to a private or reserved address ({ip}); "
+                    "set SIMULCAST_WEBHOOKS_ALLOW_PRIVATE=true to allow such targets "
+                    "(local development only)",
                     field="url",
                 )
     return list(dict.fromkeys(str(ip) for ip in addresses))
@@ -142,6 +187,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def new_delivery_id() -> str:
     """A delivery id: sortable by creation on one node (nanosecond prefix), then random."""
     return f"dlv_{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+def once_delivery_id(once: str, webhook_id: int, created_ms: int) -> str:
+    """The delivery id of an event for one webhook, the same whenever it is made again from
+    the same ``once`` key (shaped as :func:`new_delivery_id`, by the event's time)."""
+    digest = hashlib.sha256(f"{once}:{webhook_id}".encode()).hexdigest()[:16]
+    return f"dlv_{created_ms * 1_000_000:016x}{digest}"
 
 
 # --- Subscriptions ----------------------------------------------------------------------------
@@ -253,9 +305,12 @@ async def list_deliveries(
 
 
 def _delivery(
-    webhook_id: int, event: str, data: Mapping[str, Any], created_ms: int
+    webhook_id: int, event: str, data: Mapping[str, Any], created_ms: int, once: str | None = None
 ) -> WebhookDelivery:
-    delivery_id = new_delivery_id()
+    if once is None:
+        delivery_id = new_delivery_id()
+    else:
+        delivery_id = once_delivery_id(once, webhook_id, created_ms)
     body = json.dumps(
         {"id": delivery_id, "event": event, "createdAt": created_ms, "data": dict(data)},
         separators=(",", ":"),
@@ -281,10 +336,16 @@ async def enqueue_event(
     event: str,
     data: Mapping[str, Any],
     created_ms: int | None = None,
+    once: str | None = None,
 ) -> list[str]:
     """Write one delivery per webhook of the account subscribed to ``event`` (and, if the
     webhook is bound to a stream, for that stream); their ids. The caller commits, then should
-    wake the dispatcher (``WebhookDispatcher.notify``)."""
+    wake the dispatcher (``WebhookDispatcher.notify``).
+
+    ``once``: a key the caller passes on every try of a transaction it may run again (the
+    database went away while committing: did it commit?). The deliveries then get the same ids
+    on each try, so a try after one that did commit fails on their primary key
+    (``IntegrityError``) instead of queueing the event twice."""
     if event not in KNOWN_EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     created = created_ms if created_ms is not None else now_ms()
@@ -294,7 +355,7 @@ async def enqueue_event(
             continue
         if hook.stream_id is not None and hook.stream_id != stream_id:
             continue
-        row = _delivery(hook.id, event, data, created)
+        row = _delivery(hook.id, event, data, created, once)
         session.add(row)
         ids.append(row.id)
     if ids:
@@ -328,20 +389,31 @@ def stream_started_data(*, live: LiveSession, stream: Stream) -> dict[str, Any]:
     }
 
 
+async def enqueue_stream_ended(
+    session: AsyncSession, *, live: LiveSession, created_ms: int | None
+) -> None:
+    """Queue the ``stream.ended`` deliveries of a session that ended (normally, or found open
+    after a crash); the caller commits them with the session's end."""
+    await enqueue_event(
+        session,
+        account_id=live.account_id,
+        stream_id=live.stream_id,
+        event="stream.ended",
+        data=await stream_ended_data(session, live=live),
+        created_ms=created_ms,
+    )
+
+
 async def stream_ended_data(session: AsyncSession, *, live: LiveSession) -> dict[str, Any]:
     """``stream.ended`` data, with duration, the session's total charges and the end reason."""
     stream = await session.get(Stream, live.stream_id)
     assert stream is not None, "a session's stream row is never removed"
-    cost = await session.scalar(
-        select(func.coalesce(func.sum(LedgerTransaction.amount_sats), 0)).where(
-            LedgerTransaction.session_pk == live.id, LedgerTransaction.kind != "credit"
-        )
-    )
+    cost = (await ledger.charged_by_session(session, session_pks=[live.id])).get(live.id, 0)
     ended = live.ended_ms if live.ended_ms is not None else now_ms()
     return {
         **stream_started_data(live=live, stream=stream),
         "endedAt": ended,
         "durationSeconds": max(0, ended - live.started_ms) // 1000,
-        "totalCostSats": int(cost or 0),
+        "totalCostSats": cost,
         "reason": live.end_reason,
     }

@@ -1,0 +1,89 @@
+"""One real server and one live ffmpeg publish shared by the HLS end-to-end and browser tests.
+
+The stream has two self-hosted destinations: ``production`` with a 10 s DVR window and
+``testing`` (live only), so every test watches the same session from a different angle. A second
+stream's ``pk_`` key plays the stranger. Segments are 1 s to keep the suite short.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import make_server
+from tests.support.hls import PUBLISH_SECONDS, SEGMENT_SECONDS, WINDOW_SECONDS, Live, _self_hosted
+
+WEB = Path(__file__).parent / "web"
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A server with a live stream whose HLS is ready."""
+    server = make_server(
+        tmp_path_factory.mktemp("hls-server"),
+        hls_segment_seconds=str(SEGMENT_SECONDS),
+        bandwidth_flush_seconds="1",  # the metering test waits for flushes
+    )
+    server.start()
+    publisher: subprocess.Popen[bytes] | None = None
+    try:
+        sk = server.create_account(sats=1_000_000)
+        api = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {sk}"})
+        created = api.post(
+            "/api/streams",
+            json={
+                "label": "HLS e2e",
+                "destinations": [
+                    {
+                        "type": "self-hosted",
+                        "config": {"mode": "production", "dvrWindowSeconds": WINDOW_SECONDS},
+                    },
+                    {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
+                ],
+            },
+        )
+        assert created.status_code in (200, 201), created.text
+        other = api.post(
+            "/api/streams",
+            json={"label": "stranger", "destinations": [{"type": "self-hosted"}]},
+        )
+        assert other.status_code in (200, 201), other.text
+        body = created.json()
+        state = Live(
+            server=server,
+            sk=sk,
+            stream_key=body["streamKey"],
+            production=_self_hosted(body, 0),
+            testing=_self_hosted(body, 1),
+            stranger_pk=_self_hosted(other.json(), 0).pk,
+        )
+        publisher = state.publisher = state.publish(PUBLISH_SECONDS)
+        state.wait_ready()
+        yield state
+    finally:
+        if publisher is not None and publisher.poll() is None:
+            publisher.terminate()
+            publisher.wait(10)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def web_players() -> Path:
+    """hls.js and video.js from npm, installed once into ``tests/e2e/hls/web/node_modules``."""
+    if not (WEB / "node_modules" / "hls.js" / "dist" / "hls.min.js").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed (needed to install hls.js and video.js)")
+        subprocess.run(
+            [npm, "ci" if (WEB / "package-lock.json").exists() else "install", "--no-audit"],
+            cwd=WEB,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return WEB / "node_modules"

@@ -1,0 +1,135 @@
+"""hls.js in headless Chromium keeps playing through a publisher gap (disconnect protection).
+
+A real server and a real ffmpeg publisher; the self-hosted production destination (1 s
+segments) is played by hls.js from another origin. The publisher is SIGKILLed (no unpublish)
+for ~6 s and restarted: the slate fills the gap as ordinary segments, so ``currentTime`` keeps
+advancing the whole time and hls.js reports no fatal error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.support import make_server
+from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM, PAGES, static_site
+from tests.support.hls import SEGMENT_SECONDS, Live, _self_hosted
+
+pytestmark = pytest.mark.media
+
+GAP_SECONDS = 6.0
+
+if not HAVE_CHROMIUM:
+    pytest.skip("Debian chromium is not installed (.ci/run installs it)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Its own server and publish (the test kills the publisher; the shared ``live`` stays)."""
+    server = make_server(
+        tmp_path_factory.mktemp("hls-protection"), hls_segment_seconds=str(SEGMENT_SECONDS)
+    )
+    server.start()
+    state: Live | None = None
+    try:
+        sk = server.create_account(sats=1_000_000)
+        api = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {sk}"})
+        created = api.post(
+            "/api/streams",
+            json={
+                "label": "HLS protection",
+                "destinations": [
+                    {"type": "self-hosted", "config": {"mode": "production"}},
+                    {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
+                ],
+            },
+        )
+        assert created.status_code in (200, 201), created.text
+        body = created.json()
+        viewer = _self_hosted(body, 0)
+        state = Live(
+            server=server,
+            sk=sk,
+            stream_key=body["streamKey"],
+            production=viewer,
+            testing=_self_hosted(body, 1),
+            stranger_pk=viewer.pk,
+        )
+        state.publisher = state.publish(60)
+        state.wait_ready()
+        yield state
+    finally:
+        if state is not None and state.publisher is not None and state.publisher.poll() is None:
+            state.publisher.terminate()
+            state.publisher.wait(10)
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def site(web_players: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The hls.js page on its own origin (every request to Simulcast is cross-origin)."""
+    root = tmp_path_factory.mktemp("protection-site")
+    (root / "node_modules").symlink_to(web_players)
+    shutil.copy(PAGES / "hlsjs.html", root)
+    with static_site(root) as url:
+        yield url
+
+
+def test_hlsjs_keeps_playing_through_a_killed_publisher(protected: Live, site: str) -> None:
+    hls_url = str(protected.status(protected.production.pk)["hlsUrl"])
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{site}/hlsjs.html?src={quote(hls_url, safe='')}")
+            page.wait_for_function(
+                "document.getElementById('video').currentTime > 1.5", timeout=15_000
+            )
+
+            def now() -> float:
+                return float(page.evaluate("document.getElementById('video').currentTime"))
+
+            samples: list[tuple[float, float]] = []  # (wall clock, currentTime)
+
+            def watch(seconds: float) -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    samples.append((time.monotonic(), now()))
+                    time.sleep(0.2)
+
+            watch(1.0)
+            publisher = protected.publisher
+            assert publisher is not None and publisher.poll() is None
+            publisher.kill()  # SIGKILL: no unpublish, no FIN from a clean close
+            publisher.wait(5)
+            watch(GAP_SECONDS)
+            protected.publisher = protected.publish(30)
+            watch(5.0)
+            errors = page.evaluate("window.playerErrors")
+        finally:
+            browser.close()
+
+    advanced = samples[-1][1] - samples[0][1]
+    # Longest wall-clock stretch during which currentTime did not move.
+    stalled, since = 0.0, samples[0][0]
+    for (_, before), (at, after) in itertools.pairwise(samples):
+        if after > before:
+            since = at
+        stalled = max(stalled, at - since)
+    print(
+        f"\nhls.js through a {GAP_SECONDS:.0f} s gap: advanced {advanced:.1f} s, "
+        f"longest stall {stalled:.1f} s"
+    )
+    assert errors == [], errors
+    assert "publisher lost" in protected.server.log(), "the gap was not protected"
+    assert advanced >= 8.0, samples
+    assert stalled <= 3.0, samples
+    assert protected.publisher.poll() is None, "the restarted publisher was refused"

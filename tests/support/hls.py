@@ -1,0 +1,136 @@
+"""HLS test helpers: a live session published into a real server with self-hosted viewers, and
+channel configs and feeders for the packager."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+
+import httpx
+import imageio_ffmpeg
+import m3u8
+
+from simulcast.codecs.hls import InitSegment, Segment
+from simulcast.outputs.hls import ChannelConfig, HlsChannel
+from tests.support import ServerProcess
+
+SEGMENT_SECONDS = 1.0
+
+
+WINDOW_SECONDS = 10
+
+
+PUBLISH_SECONDS = 60
+
+
+def complete(parsed: m3u8.M3U8) -> list[m3u8.Segment]:
+    """The playlist's complete segments. A low-latency playlist ends with the segment still
+    being written, known only by its parts; the parser lists it last, without a URI and without
+    the init section (it has no EXTINF line to attach one to)."""
+    return [s for s in parsed.segments if s.uri is not None]
+
+
+@dataclass
+class Viewer:
+    """One self-hosted destination as a viewer sees it."""
+
+    destination_id: int
+    pk: str
+    token: str
+
+    def url(self, base: str, name: str = "index.m3u8") -> str:
+        return f"{base}/hls/{self.token}/{name}"
+
+
+@dataclass
+class Live:
+    """The running server, its publish, and the keys to watch it."""
+
+    server: ServerProcess
+    sk: str
+    stream_key: str
+    production: Viewer
+    testing: Viewer
+    stranger_pk: str
+    publisher: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return self.server.base_url
+
+    def status(self, pk: str) -> dict[str, object]:
+        response = httpx.get(f"{self.base}/api/public/stream/status", params={"apiKey": pk})
+        response.raise_for_status()
+        result: dict[str, object] = response.json()
+        return result
+
+    def publish(self, seconds: int) -> subprocess.Popen[bytes]:
+        """Start an ffmpeg publisher (real time) for ``seconds``."""
+        return subprocess.Popen(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine",
+                "-t",
+                str(seconds),
+                "-pix_fmt",
+                "yuv420p",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "30",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+                self.server.rtmp_url(self.stream_key),
+            ]
+        )
+
+    def wait_ready(self, within: float = 20.0) -> dict[str, object]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            status = self.status(self.production.pk)
+            if status["hlsReady"]:
+                return status
+            time.sleep(0.25)
+        raise AssertionError("hlsReady never became true:\n" + self.server.log()[-3000:])
+
+
+def _self_hosted(body: dict[str, object], index: int) -> Viewer:
+    dests = body["destinations"]
+    assert isinstance(dests, list)
+    dest = dests[index]
+    return Viewer(dest["id"], dest["apiKey"], dest["playbackToken"])
+
+
+def config(**overrides: object) -> ChannelConfig:
+    values: dict[str, object] = {
+        "target_duration": 1.0,
+        "window_seconds": 10,
+        "live_segments": 4,
+        "memory_segments": 2,
+        "min_free_bytes": 0,
+    }
+    values.update(overrides)
+    return ChannelConfig(**values)  # type: ignore[arg-type]
+
+
+async def feed(channel: HlsChannel, count: int, start: float = 1000.0, size: int = 100) -> None:
+    if not channel._init_name:
+        await channel.add(InitSegment(b"init", 1, None, None), 0)
+    for i in range(count):
+        seq = channel._next_sequence
+        await channel.add(Segment(seq, bytes(size), seq * 1000, 1.0, False, 1), start + i)

@@ -1,0 +1,21 @@
+"""An in-memory peer for RTMP codec tests."""
+
+from __future__ import annotations
+
+from simulcast.codecs.rtmp import events as ev
+from simulcast.codecs.rtmp.connection import ServerConnection
+
+
+def serve(conn: ServerConnection, data: bytes) -> list[ev.Event]:
+    """Feed ``data`` and answer like a permissive ingest; return the events."""
+    events = []
+    for event in conn.receive_data(data):
+        events.append(event)
+        match event:
+            case ev.ConnectRequest():
+                conn.accept_connect()
+            case ev.CreateStream(transaction_id=tid):
+                conn.accept_create_stream(tid)
+            case ev.PublishCommand(msid=msid, stream_name=name):
+                conn.accept_publish(msid, name)
+    return events
