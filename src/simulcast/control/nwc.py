@@ -222,6 +222,7 @@ class NostrWallet:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._on_payment: Callable[[str], None] | None = None
         self._nip44 = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     def on_payment_received(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(payment_hash)`` on the wallet's ``payment_received`` notifications
@@ -253,7 +254,7 @@ class NostrWallet:
                 .since(nostr_sdk.Timestamp.from_secs(int(time.time()) - 60))
             )
             await client.subscribe(nostr_sdk.ReqTarget.auto([answers]))
-            self._reader = asyncio.create_task(self._read(client.notifications()))
+            self._reader = asyncio.create_task(self._read(client, client.notifications()))
             self._nip44 = await self._offers_nip44(client)
             self._client = client
             return client
@@ -279,13 +280,25 @@ class NostrWallet:
                     return True
         return False
 
-    async def _read(self, stream: nostr_sdk.ClientNotificationStream) -> None:
-        while True:
-            note = await stream.next()
-            if note is None:
-                return
-            if note.is_new_event():
-                self._received(note.event)
+    async def _read(
+        self, client: nostr_sdk.Client, stream: nostr_sdk.ClientNotificationStream
+    ) -> None:
+        try:
+            while True:
+                note = await stream.next()
+                if note is None:
+                    break
+                if note.is_new_event():
+                    try:
+                        self._received(note.event)
+                    except Exception:
+                        log.exception("ignored a wallet event that could not be read")
+        finally:
+            # Without a reader no answer can arrive: the next request connects anew.
+            if self._forget(client):
+                closing = asyncio.create_task(client.shutdown())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
 
     def _received(self, event: nostr_sdk.Event) -> None:
         import nostr_sdk
@@ -364,6 +377,7 @@ class NostrWallet:
             try:
                 body = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
             except TimeoutError:
+                await self._reconnect_after_silence(client)
                 raise NwcError(f"{method}: no response from the wallet (timeout)") from None
         finally:
             self._pending.pop(request_id, None)
@@ -376,6 +390,30 @@ class NostrWallet:
         if not isinstance(result, dict):
             raise NwcError(f"{method}: the wallet's response has no result")
         return result
+
+    def _forget(self, client: nostr_sdk.Client) -> bool:
+        """Stop using ``client`` if it is the current one; whether it was."""
+        if self._client is not client:
+            return False
+        self._client = None
+        return True
+
+    async def _reconnect_after_silence(self, client: nostr_sdk.Client) -> None:
+        """A request the relay took went unanswered. The wallet may be down, but our side of a
+        relay restart may also have left a subscription that no longer delivers (answers are
+        ephemeral events: one missed is gone), so the next request connects afresh."""
+        async with self._connecting:
+            if not self._forget(client):
+                return  # another request already reconnected
+            log.info(
+                "no answer from the wallet in %.0f s: reconnecting to its relays", self._timeout
+            )
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await client.shutdown()
 
     async def get_info(self) -> WalletInfo:
         """``get_info``."""
@@ -441,13 +479,15 @@ class NostrWallet:
 
     async def close(self) -> None:
         """Disconnect from the relays."""
-        if self._reader is not None:
-            self._reader.cancel()
+        client, self._client = self._client, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._client is not None:
-            await self._client.shutdown()
-            self._client = None
+                await reader
+        if client is not None:
+            await client.shutdown()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def nostr_wallet_factory(timeout_s: float) -> WalletFactory:

@@ -38,7 +38,13 @@ async def test_a_relay_restart_mid_payment_pays_once_and_credits_once(
     payment_hash = answer.json()["paymentHash"]
     assert answer.json()["status"] in ("paid", "pending")
 
-    await poll_until(lambda: _paid(streamer, payment_hash), 30, "the top-up settled")
+    try:
+        await poll_until(lambda: _paid(streamer, payment_hash), 30, "the top-up settled")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; the operator's wallet was asked {wallets.operator.requests}; "
+            f"server log:\n{server.log()[-4000:]}"
+        ) from None
     await asyncio.sleep(1.0)  # more sweeps: still one credit
     assert wallets.network.payments == [("streamer", payment_hash, 3_000_000)]
     assert wallets.streamer.balance_sats == 47_000 and wallets.operator.balance_sats == 3000
