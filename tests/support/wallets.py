@@ -26,6 +26,7 @@ import websockets
 from bolt11 import MilliSatoshi, Tag, TagChar, Tags
 
 REQUEST, RESPONSE, NOTIFICATION, INFO = 23194, 23195, 23196, 13194
+SUBSCRIPTION = "nwc-requests"
 METHODS = [
     "get_info",
     "get_balance",
@@ -122,6 +123,7 @@ class WalletService:
         self.pay_received = asyncio.Event()
         self._client: n.Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resubscriber: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     @property
@@ -147,19 +149,30 @@ class WalletService:
         await client.connect()
         self._client = client
         flt = n.Filter().kind(n.Kind(REQUEST)).pubkey(self.keys.public_key())
-        await client.subscribe(n.ReqTarget.auto([flt]))
+        await client.subscribe(n.ReqTarget.auto([flt]), id=SUBSCRIPTION)
         tags = [n.Tag.custom("notifications", ["payment_received"])]
         if self.nip44:
             tags.append(n.Tag.custom("encryption", ["nip44_v2 nip04"]))
         info = n.EventBuilder(n.Kind(INFO), " ".join(self.methods) + " notifications").tags(tags)
         await client.send_event(info.finalize(self.keys))
         self._task = asyncio.create_task(self._serve(client.notifications()))
+        self._resubscriber = asyncio.create_task(self._keep_subscribed(client, flt))
+
+    async def _keep_subscribed(self, client: n.Client, flt: n.Filter) -> None:
+        """Send the request subscription again every second under the same id (a relay
+        replaces it), so a subscription lost in a relay restart on the wallet's side is back
+        within a second: requests are ephemeral, and the test is about the server's side."""
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await client.subscribe(n.ReqTarget.auto([flt]), id=SUBSCRIPTION)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._resubscriber):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._client is not None:
             await self._client.shutdown()
 
