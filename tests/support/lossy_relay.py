@@ -11,6 +11,8 @@ import asyncio
 import random
 from typing import cast
 
+from simulcast.codecs.srt.packet import ControlPacket, ControlType, SrtError, parse
+
 
 class LossyRelay(asyncio.DatagramProtocol):
     """Listens on a loopback UDP port; forwards to ``target`` through one upstream socket."""
@@ -26,6 +28,9 @@ class LossyRelay(asyncio.DatagramProtocol):
         self.port = 0
         self.forwarded = 0
         self.dropped = 0
+        self.lost_shutdown = False
+        """Whether the caller's SHUTDOWN was among the datagrams lost (a caller sends it once:
+        the server then sees only silence)."""
 
     async def start(self) -> None:
         """Bind the listening and the upstream sockets."""
@@ -53,7 +58,8 @@ class LossyRelay(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self._client = (str(addr[0]), int(addr[1]))
-        self._forward(data, self._upstream, self._target)
+        if not self._forward(data, self._upstream, self._target) and _is_shutdown(data):
+            self.lost_shutdown = True
 
     def from_server(self, data: bytes) -> None:
         """A datagram from the server, for the caller."""
@@ -62,18 +68,20 @@ class LossyRelay(asyncio.DatagramProtocol):
 
     def _forward(
         self, data: bytes, via: asyncio.DatagramTransport | None, to: tuple[str, int]
-    ) -> None:
+    ) -> bool:
+        """Send ``data`` on (after its delay) or lose it; whether it was sent."""
         if via is None:
-            return
+            return False
         if self._random.random() < self._loss:
             self.dropped += 1
-            return
+            return False
         self.forwarded += 1
         delay = self._random.uniform(0, self._jitter)
         if delay:
             asyncio.get_running_loop().call_later(delay, self._send, via, data, to)
         else:
             self._send(via, data, to)
+        return True
 
     @staticmethod
     def _send(via: asyncio.DatagramTransport, data: bytes, to: tuple[str, int]) -> None:
@@ -87,3 +95,11 @@ class _Upstream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self._relay.from_server(data)
+
+
+def _is_shutdown(datagram: bytes) -> bool:
+    try:
+        packet = parse(datagram)
+    except SrtError:
+        return False
+    return isinstance(packet, ControlPacket) and packet.type == ControlType.SHUTDOWN
