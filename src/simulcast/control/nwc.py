@@ -403,17 +403,15 @@ class NostrWallet:
         relay restart may also have left a subscription that no longer delivers (answers are
         ephemeral events: one missed is gone), so the next request connects afresh."""
         async with self._connecting:
-            if not self._forget(client):
+            if self._client is not client or self._reader is None:
                 return  # another request already reconnected
             log.info(
                 "no answer from the wallet in %.0f s: reconnecting to its relays", self._timeout
             )
-            reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
+            # The reader's end drops the client; under the lock no request can take it meanwhile.
+            self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        await client.shutdown()
+                await self._reader
 
     async def get_info(self) -> WalletInfo:
         """``get_info``."""
