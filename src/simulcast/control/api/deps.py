@@ -15,6 +15,7 @@ from simulcast.control.api.identity import (
     extract_credential,
     get_context,
     principal_or_401,
+    too_many,
 )
 from simulcast.control.context import ControlContext
 from simulcast.control.services.auth import Principal
@@ -61,11 +62,8 @@ async def _authenticated(
         "api:" + principal.credential_digest, ctx.settings.rate_limit_per_minute
     )
     if not decision.allowed:
-        raise ApiError(
-            429,
-            f"Rate limit exceeded. Maximum {decision.limit} requests per minute.",
-            headers=decision.headers(),
-            retryAfter=decision.retry_after,
+        raise too_many(
+            decision, f"Rate limit exceeded. Maximum {decision.limit} requests per minute."
         )
     response.headers.update(decision.headers())
     return principal

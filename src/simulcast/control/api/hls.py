@@ -25,7 +25,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulcast.codecs.hls import Readiness, ReloadRequest
 from simulcast.control.api.errors import ApiError, error_response
-from simulcast.control.api.identity import extract_credential, get_context, principal_or_401
+from simulcast.control.api.identity import (
+    extract_credential,
+    get_context,
+    principal_or_401,
+    too_many,
+)
 from simulcast.control.bandwidth_counter import BandwidthCounter
 from simulcast.control.context import ControlContext, TtlCache
 from simulcast.control.secretbox import SecretBox
@@ -262,12 +267,10 @@ async def _admit(ctx: ControlContext, target: PlaybackTarget) -> dict[str, str]:
         f"hls:{target.destination_id}", ctx.settings.hls_viewer_requests_per_minute
     )
     if not decision.allowed:
-        raise ApiError(
-            429,
+        raise too_many(
+            decision,
             f"Rate limit exceeded. Maximum {decision.limit} requests per minute "
             "(testing mode; switch the destination to production for unlimited viewers).",
-            headers=decision.headers(),
-            retryAfter=decision.retry_after,
         )
     return decision.headers()
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from simulcast.control.api.deps import AnyKey, Ctx, Manager
 from simulcast.control.api.errors import ApiError
+from simulcast.control.api.identity import client_address, too_many
 from simulcast.control.api.lightning import PaymentHash, refused
 from simulcast.control.schemas.common import ERRORS, error_responses
 from simulcast.control.schemas.tips import (
@@ -70,14 +71,11 @@ async def create_tip(body: TipIn, request: Request, principal: AnyKey, ctx: Ctx)
     streamer's range or a message over 280 characters or with markup is a 400 naming the field;
     a streamer who does not take tips now is a 409 with ``reason`` (``tips_disabled``,
     ``no_wallet``, ``wallet_cannot_invoice``)."""
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     decision = await ctx.limiter.hit(f"tips:{client}", ctx.settings.tips_per_minute)
     if not decision.allowed:
-        raise ApiError(
-            429,
-            f"Too many tips from this address. Maximum {decision.limit} a minute.",
-            headers=decision.headers(),
-            retryAfter=decision.retry_after,
+        raise too_many(
+            decision, f"Too many tips from this address. Maximum {decision.limit} a minute."
         )
     try:
         made = await _tips(request).create(
