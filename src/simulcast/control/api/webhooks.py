@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.api.deps import Ctx, Manager
 from simulcast.control.api.errors import ApiError, not_found
@@ -59,6 +60,14 @@ def _delivery_view(row: WebhookDelivery) -> DeliveryOut:
     )
 
 
+async def _owned_webhook(session: AsyncSession, account_id: int, webhook_id: int) -> Webhook:
+    """The account's webhook, or a 404 (another account's webhook is indistinguishable)."""
+    hook = await svc.get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+    if hook is None:
+        raise not_found("Webhook")
+    return hook
+
+
 @router.get("/webhooks", response_model=list[WebhookOut], summary="List webhooks")
 async def list_webhooks(principal: Manager, ctx: Ctx) -> list[WebhookOut]:
     """The account's webhooks (secrets are never returned; see ``hasSecret``)."""
@@ -99,9 +108,7 @@ async def create_webhook(body: WebhookCreate, principal: Manager, ctx: Ctx) -> W
 async def delete_webhook(id: WebhookId, principal: Manager, ctx: Ctx) -> Success:
     """Remove a webhook; its undelivered events are marked failed."""
     async with ctx.db.begin() as session:
-        hook = await svc.get_webhook(session, account_id=principal.account_id, webhook_id=id)
-        if hook is None:
-            raise not_found("Webhook")
+        hook = await _owned_webhook(session, principal.account_id, id)
         await svc.delete_webhook(session, webhook=hook)
     return Success()
 
@@ -112,9 +119,7 @@ async def test_webhook(
 ) -> WebhookTestQueued:
     """Queue a ``test.ping`` to this webhook; follow it in the delivery log."""
     async with ctx.db.begin() as session:
-        hook = await svc.get_webhook(session, account_id=principal.account_id, webhook_id=id)
-        if hook is None:
-            raise not_found("Webhook")
+        hook = await _owned_webhook(session, principal.account_id, id)
         delivery_id = await svc.enqueue_test(session, webhook=hook)
     dispatcher.notify()
     return WebhookTestQueued(deliveryId=delivery_id)
@@ -133,8 +138,6 @@ async def list_deliveries(
 ) -> list[DeliveryOut]:
     """Deliveries newest first: status, attempts, last response code and body, next attempt."""
     async with ctx.db() as session:
-        hook = await svc.get_webhook(session, account_id=principal.account_id, webhook_id=id)
-        if hook is None:
-            raise not_found("Webhook")
+        hook = await _owned_webhook(session, principal.account_id, id)
         rows = await svc.list_deliveries(session, webhook_id=hook.id, limit=limit)
     return [_delivery_view(row) for row in rows]
