@@ -111,6 +111,17 @@
     return source;
   }
 
+  // Every list table (templates/_tables.html) is filled one way: its body becomes one row per
+  // item, and its "<id>-empty" note, on the pages that have one, shows when there are none.
+  // Returns the body, for a page that adds to it.
+  function fillTable(id, items, row) {
+    const tbody = document.querySelector(`#${id} tbody`);
+    tbody.replaceChildren(...items.map((item) => row(item)));
+    const empty = document.getElementById(`${id}-empty`);
+    if (empty) empty.hidden = items.length > 0;
+    return tbody;
+  }
+
   function stateBadge(node, state) {
     node.textContent = state === "active" ? "live" : state;
     node.dataset.state = state;
@@ -121,5 +132,7 @@
     if (button) copyText(document.getElementById(button.dataset.copyFrom).textContent.trim());
   });
 
-  window.Simulcast = { api, ApiError, el, toast, attempt, when, bytes, copyText, liveEvents, stateBadge };
+  window.Simulcast = {
+    api, ApiError, el, toast, attempt, when, bytes, copyText, liveEvents, stateBadge, fillTable,
+  };
 })();

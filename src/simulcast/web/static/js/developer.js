@@ -10,20 +10,18 @@
   async function loadKeys() {
     const keys = await attempt(() => api("GET", "/api/keys"));
     if (!keys) return;
-    document.querySelector("#keys tbody").replaceChildren(
-      ...keys.map((k) =>
+    S.fillTable("keys", keys, (k) =>
+      el(
+        "tr",
+        { dataset: { keyId: String(k.id) } },
+        el("td", {}, el("code", {}, `${k.prefix}…`)),
+        el("td", {}, k.label || "—"),
+        el("td", {}, S.when(k.createdAt)),
+        el("td", {}, S.when(k.lastUsedAt)),
         el(
-          "tr",
-          { dataset: { keyId: String(k.id) } },
-          el("td", {}, el("code", {}, `${k.prefix}…`)),
-          el("td", {}, k.label || "—"),
-          el("td", {}, S.when(k.createdAt)),
-          el("td", {}, S.when(k.lastUsedAt)),
-          el(
-            "td",
-            { class: "actions" },
-            el("button", { type: "button", class: "small danger", on: { click: () => revokeKey(k) } }, "Revoke"),
-          ),
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "small danger", on: { click: () => revokeKey(k) } }, "Revoke"),
         ),
       ),
     );
@@ -57,20 +55,18 @@
   async function loadSessions() {
     const rows = await attempt(() => api("GET", "/api/sessions"));
     if (!rows) return;
-    document.querySelector("#sessions tbody").replaceChildren(
-      ...rows.map((r) =>
+    S.fillTable("sessions", rows, (r) =>
+      el(
+        "tr",
+        { dataset: { sessionId: String(r.id) } },
+        el("td", {}, r.current ? "This browser" : `Session ${r.id}`),
+        el("td", {}, S.when(r.createdAt)),
+        el("td", {}, S.when(r.lastUsedAt)),
+        el("td", {}, S.when(r.expiresAt)),
         el(
-          "tr",
-          { dataset: { sessionId: String(r.id) } },
-          el("td", {}, r.current ? "This browser" : `Session ${r.id}`),
-          el("td", {}, S.when(r.createdAt)),
-          el("td", {}, S.when(r.lastUsedAt)),
-          el("td", {}, S.when(r.expiresAt)),
-          el(
-            "td",
-            { class: "actions" },
-            el("button", { type: "button", class: "small danger", on: { click: () => revokeSession(r) } }, "Revoke"),
-          ),
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "small danger", on: { click: () => revokeSession(r) } }, "Revoke"),
         ),
       ),
     );
@@ -91,26 +87,22 @@
   async function loadWebhooks() {
     const hooks = await attempt(() => api("GET", "/api/webhooks"));
     if (!hooks) return;
-    const tbody = document.querySelector("#webhooks tbody");
-    tbody.replaceChildren(
-      ...hooks.map((h) =>
+    S.fillTable("webhooks", hooks, (h) =>
+      el(
+        "tr",
+        { dataset: { webhookId: String(h.id) } },
+        el("td", { class: "url" }, el("code", {}, h.url)),
+        el("td", {}, h.events.join(", ")),
+        el("td", {}, h.hasSecret ? "yes" : "no"),
         el(
-          "tr",
-          { dataset: { webhookId: String(h.id) } },
-          el("td", { class: "url" }, el("code", {}, h.url)),
-          el("td", {}, h.events.join(", ")),
-          el("td", {}, h.hasSecret ? "yes" : "no"),
-          el(
-            "td",
-            { class: "actions" },
-            el("button", { type: "button", class: "small", on: { click: () => testHook(h) } }, "Send test"),
-            el("button", { type: "button", class: "small", on: { click: () => showDeliveries(h) } }, "Deliveries"),
-            el("button", { type: "button", class: "small danger", on: { click: () => deleteHook(h) } }, "Delete"),
-          ),
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "small", on: { click: () => testHook(h) } }, "Send test"),
+          el("button", { type: "button", class: "small", on: { click: () => showDeliveries(h) } }, "Deliveries"),
+          el("button", { type: "button", class: "small danger", on: { click: () => deleteHook(h) } }, "Delete"),
         ),
       ),
     );
-    document.getElementById("webhooks-empty").hidden = hooks.length > 0;
   }
 
   async function testHook(h) {
@@ -132,18 +124,15 @@
     if (!rows || shownHook !== h) return rows;
     document.getElementById("deliveries-panel").hidden = false;
     document.getElementById("deliveries-title").textContent = `Deliveries to ${h.url}`;
-    const tbody = document.querySelector("#deliveries tbody");
-    tbody.replaceChildren(
-      ...rows.map((r) =>
-        el(
-          "tr",
-          { dataset: { deliveryId: r.id, status: r.status } },
-          el("td", {}, r.event),
-          el("td", {}, el("span", { class: "badge", dataset: { state: r.status } }, r.status)),
-          el("td", {}, r.lastStatusCode ? `HTTP ${r.lastStatusCode}` : r.lastError || "—"),
-          el("td", { class: "num" }, r.attempts),
-          el("td", {}, S.when(r.deliveredAt || r.createdAt)),
-        ),
+    const tbody = S.fillTable("deliveries", rows, (r) =>
+      el(
+        "tr",
+        { dataset: { deliveryId: r.id, status: r.status } },
+        el("td", {}, r.event),
+        el("td", {}, el("span", { class: "badge", dataset: { state: r.status } }, r.status)),
+        el("td", {}, r.lastStatusCode ? `HTTP ${r.lastStatusCode}` : r.lastError || "—"),
+        el("td", { class: "num" }, r.attempts),
+        el("td", {}, S.when(r.deliveredAt || r.createdAt)),
       ),
     );
     if (!rows.length) tbody.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No deliveries yet.")));

@@ -165,11 +165,8 @@
     reason.hidden = !stopped;
     reason.textContent = stopped ? `Stopped ${S.when(inst.stoppedAt)}${inst.stopReason ? ` (${inst.stopReason})` : ""}.` : "";
 
-    const tbody = document.querySelector("#elements tbody");
-    tbody.replaceChildren(
-      ...inst.state.elements.map((e) => el("tr", { dataset: { elementId: e.id } },
-        el("th", { scope: "row" }, e.id), el("td", {}, e.type), el("td", {}, summary(e)))),
-    );
+    S.fillTable("elements", inst.state.elements, (e) => el("tr", { dataset: { elementId: e.id } },
+      el("th", { scope: "row" }, e.id), el("td", {}, e.type), el("td", {}, summary(e))));
     for (const e of inst.state.elements) {
       if (!cards.has(e.id) && builders[e.type]) cards.set(e.id, builders[e.type](e));
       cards.get(e.id)?.(e.state || {});

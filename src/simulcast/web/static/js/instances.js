@@ -16,32 +16,28 @@
   async function loadInstances() {
     const data = await attempt(() => api("GET", `${V1}/instances`));
     if (!data) return;
-    const tbody = document.querySelector("#instances tbody");
-    tbody.replaceChildren(
-      ...data.instances.map((inst) => {
-        const status = inst.status.toLowerCase();
-        const live = inst.outputs === "LIVE";
-        const stop = inst.status === "STOPPED" ? null : el(
-          "button",
-          {
-            type: "button", class: "small danger", "aria-label": `Stop ${inst.name}`,
-            on: { click: () => stopInstance(inst) },
-          },
-          inst.status === "QUEUED" ? "Cancel" : "Stop",
-        );
-        return el(
-          "tr",
-          { dataset: { instanceId: inst.id, status } },
-          el("td", {}, el("a", { href: `/instances/${encodeURIComponent(inst.id)}` }, inst.name || inst.id)),
-          el("td", {}, badge(status === "running" ? "live" : status, status),
-            inst.stopReason ? el("span", { class: "muted small" }, ` (${inst.stopReason})`) : null),
-          el("td", { class: "outputs" }, badge(live ? "live" : "offline", live ? "LIVE" : "OFFLINE")),
-          el("td", {}, S.when(inst.createdAt)),
-          el("td", { class: "actions" }, stop),
-        );
-      }),
-    );
-    document.getElementById("instances-empty").hidden = data.instances.length > 0;
+    S.fillTable("instances", data.instances, (inst) => {
+      const status = inst.status.toLowerCase();
+      const live = inst.outputs === "LIVE";
+      const stop = inst.status === "STOPPED" ? null : el(
+        "button",
+        {
+          type: "button", class: "small danger", "aria-label": `Stop ${inst.name}`,
+          on: { click: () => stopInstance(inst) },
+        },
+        inst.status === "QUEUED" ? "Cancel" : "Stop",
+      );
+      return el(
+        "tr",
+        { dataset: { instanceId: inst.id, status } },
+        el("td", {}, el("a", { href: `/instances/${encodeURIComponent(inst.id)}` }, inst.name || inst.id)),
+        el("td", {}, badge(status === "running" ? "live" : status, status),
+          inst.stopReason ? el("span", { class: "muted small" }, ` (${inst.stopReason})`) : null),
+        el("td", { class: "outputs" }, badge(live ? "live" : "offline", live ? "LIVE" : "OFFLINE")),
+        el("td", {}, S.when(inst.createdAt)),
+        el("td", { class: "actions" }, stop),
+      );
+    });
     // Only a queued instance changes by itself soon (it starts when capacity frees up).
     clearTimeout(pollTimer);
     if (data.instances.some((i) => i.status === "QUEUED")) pollTimer = setTimeout(loadInstances, 3000);
@@ -57,31 +53,27 @@
   async function loadConfigurations() {
     const data = await attempt(() => api("GET", `${V1}/configurations`));
     if (!data) return;
-    const tbody = document.querySelector("#configurations tbody");
-    tbody.replaceChildren(
-      ...data.configurations.map((c) =>
+    S.fillTable("configurations", data.configurations, (c) =>
+      el(
+        "tr",
+        { dataset: { configurationId: c.id } },
+        el("td", {}, c.name),
+        el("td", { class: "small" }, c.elements.map((e) => e.id).join(" → ")),
+        el("td", {}, S.when(c.updatedAt)),
         el(
-          "tr",
-          { dataset: { configurationId: c.id } },
-          el("td", {}, c.name),
-          el("td", { class: "small" }, c.elements.map((e) => e.id).join(" → ")),
-          el("td", {}, S.when(c.updatedAt)),
-          el(
-            "td",
-            { class: "actions" },
-            el("button", {
-              type: "button", class: "small primary", "aria-label": `Launch ${c.name}`,
-              on: { click: () => launch(c) },
-            }, "Launch"),
-            el("button", {
-              type: "button", class: "small danger", "aria-label": `Delete ${c.name}`,
-              on: { click: () => deleteConfiguration(c) },
-            }, "Delete"),
-          ),
+          "td",
+          { class: "actions" },
+          el("button", {
+            type: "button", class: "small primary", "aria-label": `Launch ${c.name}`,
+            on: { click: () => launch(c) },
+          }, "Launch"),
+          el("button", {
+            type: "button", class: "small danger", "aria-label": `Delete ${c.name}`,
+            on: { click: () => deleteConfiguration(c) },
+          }, "Delete"),
         ),
       ),
     );
-    document.getElementById("configurations-empty").hidden = data.configurations.length > 0;
   }
 
   async function launch(config) {
@@ -128,25 +120,22 @@
   async function loadDestinations() {
     const data = await attempt(() => api("GET", `${V1}/destinations`));
     if (!data) return;
-    const tbody = document.querySelector("#v1-destinations tbody");
-    tbody.replaceChildren(
-      ...data.destinations.map((d) => {
-        const idCell = `v1-dest-id-${d.id}`;
-        return el(
-          "tr",
-          { dataset: { destinationId: d.id } },
-          el("td", {}, d.name),
-          el("td", {}, d.platform),
-          el("td", { class: "url" }, el("code", {}, d.url)),
-          el("td", {}, el("code", { id: idCell }, d.id), " ",
-            el("button", { type: "button", class: "small", dataset: { copyFrom: idCell }, "aria-label": `Copy the id of ${d.name}` }, "Copy")),
-          el("td", { class: "actions" }, el("button", {
-            type: "button", class: "small danger", "aria-label": `Delete ${d.name}`,
-            on: { click: () => deleteDestination(d) },
-          }, "Delete")),
-        );
-      }),
-    );
+    S.fillTable("v1-destinations", data.destinations, (d) => {
+      const idCell = `v1-dest-id-${d.id}`;
+      return el(
+        "tr",
+        { dataset: { destinationId: d.id } },
+        el("td", {}, d.name),
+        el("td", {}, d.platform),
+        el("td", { class: "url" }, el("code", {}, d.url)),
+        el("td", {}, el("code", { id: idCell }, d.id), " ",
+          el("button", { type: "button", class: "small", dataset: { copyFrom: idCell }, "aria-label": `Copy the id of ${d.name}` }, "Copy")),
+        el("td", { class: "actions" }, el("button", {
+          type: "button", class: "small danger", "aria-label": `Delete ${d.name}`,
+          on: { click: () => deleteDestination(d) },
+        }, "Delete")),
+      );
+    });
   }
 
   async function deleteDestination(d) {

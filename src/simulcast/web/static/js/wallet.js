@@ -88,20 +88,16 @@
   async function ledger() {
     const rows = await attempt(() => api("GET", "/api/wallet/ledger?limit=50"));
     if (!rows) return;
-    const tbody = document.querySelector("#ledger tbody");
-    tbody.replaceChildren(
-      ...rows.map((r) =>
-        el(
-          "tr",
-          {},
-          el("td", {}, S.when(r.createdAt)),
-          el("td", {}, r.kind.replace("_", " ")),
-          el("td", { class: `num ${r.amountSats < 0 ? "neg" : "pos"}` }, r.amountSats.toLocaleString()),
-          el("td", {}, r.memo),
-        ),
+    S.fillTable("ledger", rows, (r) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, S.when(r.createdAt)),
+        el("td", {}, r.kind.replace("_", " ")),
+        el("td", { class: `num ${r.amountSats < 0 ? "neg" : "pos"}` }, r.amountSats.toLocaleString()),
+        el("td", {}, r.memo),
       ),
     );
-    document.getElementById("ledger-empty").hidden = rows.length > 0;
   }
 
   function showTipSettings(t) {
@@ -125,19 +121,16 @@
     if (settings) showTipSettings(settings);
     if (!rows) return;
     // Messages are viewer-written: text nodes only (el() never parses HTML).
-    document.querySelector("#tips tbody").replaceChildren(
-      ...rows.map((t) =>
-        el(
-          "tr",
-          { dataset: { hash: t.paymentHash } },
-          el("td", {}, S.when(t.paidAt || t.createdAt)),
-          el("td", { class: "num" }, t.amountSats.toLocaleString()),
-          el("td", {}, t.status),
-          el("td", { class: "tip-message" }, t.message || ""),
-        ),
+    S.fillTable("tips", rows, (t) =>
+      el(
+        "tr",
+        { dataset: { hash: t.paymentHash } },
+        el("td", {}, S.when(t.paidAt || t.createdAt)),
+        el("td", { class: "num" }, t.amountSats.toLocaleString()),
+        el("td", {}, t.status),
+        el("td", { class: "tip-message" }, t.message || ""),
       ),
     );
-    document.getElementById("tips-empty").hidden = rows.length > 0;
   }
 
   document.getElementById("tip-settings").addEventListener("submit", async (event) => {
