@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("simulcast.api")
+
+_T = TypeVar("_T")
 
 
 class ApiError(Exception):
@@ -36,6 +38,14 @@ class ApiError(Exception):
 def not_found(what: str) -> ApiError:
     """A 404 naming what was not found."""
     return ApiError(404, f"{what} not found")
+
+
+def found_or_404(row: _T | None, what: str) -> _T:
+    """``row``, or the 404 naming ``what`` when the lookup found none (lookups are scoped to
+    the account, so another account's object answers the same as a missing one)."""
+    if row is None:
+        raise not_found(what)
+    return row
 
 
 def with_message(status: int, message: str) -> ApiError:

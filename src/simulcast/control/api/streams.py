@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.api.deps import Ctx, Manager
-from simulcast.control.api.errors import ApiError, not_found, with_message
+from simulcast.control.api.errors import ApiError, found_or_404, with_message
 from simulcast.control.api.urls import BaseUrl
 from simulcast.control.api.views import stream_summary, stream_view
 from simulcast.control.db.models import Destination, Stream
@@ -44,9 +44,7 @@ DestId = Annotated[int, Path(ge=1, le=2**53, description="Destination ID")]
 async def _owned_stream(session: AsyncSession, account_id: int, stream_id: int) -> Stream:
     """The account's stream, or a 404 (another account's stream is indistinguishable)."""
     stream = await svc.get_stream(session, account_id=account_id, stream_id=stream_id)
-    if stream is None:
-        raise not_found("Stream")
-    return stream
+    return found_or_404(stream, "Stream")
 
 
 async def _owned_destination(
@@ -56,9 +54,7 @@ async def _owned_destination(
     dest = await svc.get_destination(
         session, account_id=account_id, destination_id=destination_id, stream_id=stream_id
     )
-    if dest is None:
-        raise not_found("Destination")
-    return dest
+    return found_or_404(dest, "Destination")
 
 
 def _sealer(settings: Settings) -> Sealer:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.api.deps import Ctx, Manager
-from simulcast.control.api.errors import ApiError, not_found
+from simulcast.control.api.errors import ApiError, found_or_404
 from simulcast.control.api.v1_resources import (
     Id,
     bad_config,
@@ -143,9 +143,7 @@ async def _views(
 
 async def _owned_instance(session: AsyncSession, account_id: int, instance_id: str) -> V1Instance:
     inst = await instances.get_instance(session, account_id=account_id, instance_id=instance_id)
-    if inst is None:
-        raise not_found("Instance")
-    return inst
+    return found_or_404(inst, "Instance")
 
 
 async def _one(ctx: Ctx, request: Request, account_id: int, instance_id: str) -> InstanceOut:
@@ -259,9 +257,7 @@ async def get_request(requestId: Id, principal: Manager, ctx: Ctx) -> InstanceRe
         found = await instances.get_request(
             session, account_id=principal.account_id, request_id=requestId
         )
-    if found is None:
-        raise not_found("Instance request")
-    req, rows = found
+    req, rows = found_or_404(found, "Instance request")
     status, error = instances.request_status(rows)
     return InstanceRequestOut(
         id=req.id,

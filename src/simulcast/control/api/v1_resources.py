@@ -12,7 +12,7 @@ from fastapi.types import DecoratedCallable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.api.deps import Ctx, Manager
-from simulcast.control.api.errors import ApiError, not_found
+from simulcast.control.api.errors import ApiError, found_or_404
 from simulcast.control.db.models import V1Configuration, V1File
 from simulcast.control.instance_runner import InstanceRunner
 from simulcast.control.media_probe import ProbeError, probe
@@ -106,9 +106,10 @@ async def create_destination(
 async def delete_destination(id: Id, principal: Manager, ctx: Ctx) -> Response:
     """Delete a destination; 409 while a running or queued instance sends to it."""
     async with ctx.db.begin() as session:
-        row = await v1_destinations.get(session, account_id=principal.account_id, destination_id=id)
-        if row is None:
-            raise not_found("Destination")
+        row = found_or_404(
+            await v1_destinations.get(session, account_id=principal.account_id, destination_id=id),
+            "Destination",
+        )
         users = await instances.in_use(session, account_id=principal.account_id, destination_id=id)
         if users:
             raise ApiError(
@@ -212,9 +213,9 @@ async def upload_file(file: UploadFile, principal: Manager, ctx: Ctx) -> FileOut
 async def delete_file(id: Id, principal: Manager, ctx: Ctx) -> Response:
     """Delete an uploaded file (instances that name it fail to start until changed)."""
     async with ctx.db.begin() as session:
-        row = await files.get(session, account_id=principal.account_id, file_id=id)
-        if row is None:
-            raise not_found("File")
+        row = found_or_404(
+            await files.get(session, account_id=principal.account_id, file_id=id), "File"
+        )
         files.delete(ctx.settings, row)
     return Response(status_code=204)
 
@@ -255,9 +256,7 @@ async def owned_configuration(
     row = await instances.get_configuration(
         session, account_id=account_id, configuration_id=configuration_id
     )
-    if row is None:
-        raise not_found("Configuration")
-    return row
+    return found_or_404(row, "Configuration")
 
 
 async def _checked(

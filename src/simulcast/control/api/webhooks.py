@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simulcast.control.api.deps import Ctx, Manager
-from simulcast.control.api.errors import ApiError, not_found
+from simulcast.control.api.errors import ApiError, found_or_404
 from simulcast.control.db.models import Webhook, WebhookDelivery
 from simulcast.control.schemas.common import ERRORS, Success
 from simulcast.control.schemas.webhooks import (
@@ -63,9 +63,7 @@ def _delivery_view(row: WebhookDelivery) -> DeliveryOut:
 async def _owned_webhook(session: AsyncSession, account_id: int, webhook_id: int) -> Webhook:
     """The account's webhook, or a 404 (another account's webhook is indistinguishable)."""
     hook = await svc.get_webhook(session, account_id=account_id, webhook_id=webhook_id)
-    if hook is None:
-        raise not_found("Webhook")
-    return hook
+    return found_or_404(hook, "Webhook")
 
 
 @router.get("/webhooks", response_model=list[WebhookOut], summary="List webhooks")
