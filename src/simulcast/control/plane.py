@@ -43,8 +43,11 @@ from simulcast.settings import Settings
 
 log = logging.getLogger("simulcast.control")
 
-DB_RETRY_SECONDS = 60.0
-"""How long what the media plane reports is retried while the database is unreachable."""
+RETRY_WAIT_MAX_S = 5.0
+"""The longest wait between tries of what the media plane reports, while the database is
+unreachable."""
+RETRY_LOG_EVERY_S = 60.0
+"""While the database stays unreachable, how often a retried record says so again."""
 
 
 class ControlPlaneService:
@@ -59,12 +62,16 @@ class ControlPlaneService:
         on_webhook_enqueued: Callable[[], None] = lambda: None,
         live_events: LiveEvents | None = None,
         on_archive_changed: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.node_id = node_id
         self.settings = settings
         self.on_webhook_enqueued = on_webhook_enqueued
         self.on_archive_changed = on_archive_changed
+        self._clock = clock
+        self._sleep = sleep  # the waits between tries while the database is unreachable
         self.live_events = live_events or LiveEvents()
         """Where open dashboards hear about sessions and outputs changing state."""
         self.push_watch = PushFailureWatch(settings.push_fail_after_seconds, self._push_failed)
@@ -320,17 +327,21 @@ class ControlPlaneService:
 
     async def _retried(self, what: str, record: Callable[[str], Awaitable[None]]) -> None:
         """Run ``record`` (one transaction) again while the database is unreachable
-        (PostgreSQL restarting), for up to :data:`DB_RETRY_SECONDS`; later engine events wait,
-        so they are still recorded in order.
+        (PostgreSQL restarting, or down for longer), however long that takes: what a media node
+        reports (a session's end and its last charges, a publisher lost or back, an instance's
+        event, a failed destination) carries money or a webhook, so it waits for the database
+        rather than being dropped. Later engine events wait too, so they are still recorded in
+        order. A node shutting down stops waiting (:meth:`LocalEngine.close` bounds the drain).
 
         ``record`` gets a key, the same on every try, for the webhooks it queues
         (:func:`webhooks.enqueue_event`'s ``once``): when a try's commit landed but its answer
         was lost, the next try fails on the deliveries' primary key, which means recorded.
         """
         once = secrets.token_hex(8)
-        deadline = time.monotonic() + DB_RETRY_SECONDS
         delay = 0.2
         retrying = False
+        started = self._clock()
+        said = -RETRY_LOG_EVERY_S
         while True:
             try:
                 return await record(once)
@@ -340,12 +351,17 @@ class ControlPlaneService:
                 log.info("%s was recorded by an earlier try", what)
                 return
             except Exception as exc:
-                if not database_unreachable(exc) or time.monotonic() > deadline:
+                if not database_unreachable(exc):
                     raise
-                log.warning("%s not recorded yet (%s); retrying", what, exc)
+                waited = self._clock() - started
+                if waited - said >= RETRY_LOG_EVERY_S:
+                    said = waited
+                    log.warning(
+                        "%s not recorded yet after %.0f s (%s); retrying", what, waited, exc
+                    )
             retrying = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await self._sleep(delay)
+            delay = min(delay * 2, RETRY_WAIT_MAX_S)
 
     async def _close_session(self, event: SessionEnded) -> None:
         async with self.db.begin() as session:
