@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +20,8 @@ from simulcast.codecs.hls import (
     render_media_playlist,
 )
 from simulcast.codecs.unit import Kind, MediaUnit
+from tests.support import ffmpeg_exe
 from tests.support.media_units import source_video_frames, units
-
-
-def _ffmpeg() -> str:
-    try:
-        import imageio_ffmpeg
-
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError):
-        found = shutil.which("ffmpeg")
-        if found is None:
-            pytest.skip("no ffmpeg")
-        return found
 
 
 @dataclass
@@ -81,7 +69,7 @@ def decode(init: bytes, segment: bytes, tmp: Path) -> tuple[list[av.VideoFrame],
 
 def ffmpeg_check(playlist: Path) -> None:
     result = subprocess.run(
-        [_ffmpeg(), "-hide_banner", "-v", "error", "-i", str(playlist), "-f", "null", "-"],
+        [ffmpeg_exe(), "-hide_banner", "-v", "error", "-i", str(playlist), "-f", "null", "-"],
         capture_output=True,
         text=True,
         check=False,

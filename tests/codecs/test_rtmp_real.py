@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ import pytest
 
 from simulcast.codecs.rtmp import events as ev
 from simulcast.codecs.rtmp.connection import ClientConnection, ServerConnection
-from tests.support import free_port
+from tests.support import ffmpeg_exe, free_port
 from tests.support.media import recorded
 from tests.support.rtmp_peer import serve
 
@@ -30,19 +29,6 @@ CAPTURE = DATA / "rtmp_ffmpeg_publish.bin"
 NGINX = Path("/usr/sbin/nginx")
 NGINX_RTMP = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 HAVE_NGINX_RTMP = NGINX.exists() and NGINX_RTMP.exists()
-
-
-def ffmpeg_exe() -> str:
-    """ffmpeg from imageio-ffmpeg, else the system one."""
-    try:
-        import imageio_ffmpeg
-
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError):
-        path = shutil.which("ffmpeg")
-        if path is None:
-            pytest.skip("no ffmpeg")
-        return path
 
 
 class Ingest:

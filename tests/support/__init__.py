@@ -46,6 +46,17 @@ async def eventually(predicate: Callable[[], object], within: float = 10.0) -> N
             await asyncio.sleep(0.01)
 
 
+def ffmpeg_exe() -> str:
+    """ffmpeg from imageio-ffmpeg, else the system one; skips the test when there is neither."""
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError:
+        found = shutil.which("ffmpeg")
+        if found is None:
+            pytest.skip("no ffmpeg")
+        return found
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:
