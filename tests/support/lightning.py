@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -45,26 +46,31 @@ async def start_wallets(relay_url: str) -> Wallets:
     return Wallets(network, operator, streamer)
 
 
+AnyRelay = TypeVar("AnyRelay", LocalRelay, CompromisedRelay)
+
+
+@asynccontextmanager
+async def running(relay: AnyRelay) -> AsyncIterator[AnyRelay]:
+    """``relay`` started, and stopped on the way out."""
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
 @pytest.fixture
 async def relay() -> AsyncIterator[LocalRelay]:
     """nostr-sdk's local relay."""
-    r = LocalRelay()
-    await r.start()
-    try:
+    async with running(LocalRelay()) as r:
         yield r
-    finally:
-        await r.stop()
 
 
 @pytest.fixture
 async def compromised_relay() -> AsyncIterator[CompromisedRelay]:
     """A relay that forwards forged events."""
-    r = CompromisedRelay()
-    await r.start()
-    try:
+    async with running(CompromisedRelay()) as r:
         yield r
-    finally:
-        await r.stop()
 
 
 @pytest.fixture
