@@ -7,4 +7,4 @@ its own engine on its own event loop; tests isolate their data by creating fresh
 
 from __future__ import annotations
 
-from tests.support.db import db, db_settings  # noqa: F401 -- fixtures
+from tests.support.db import db, db_settings, own_db  # noqa: F401 -- fixtures

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simulcast.control.db.models import LedgerTransaction, LiveSession, WebhookDelivery
-from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
 from simulcast.control.plane import ControlPlaneService
 from simulcast.control.services import auth, streams
 from simulcast.control.services import webhooks as svc
@@ -23,24 +20,16 @@ from tests.support.webhook_receiver import Receiver
 SECRET = "whsec_events"
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(Settings(data_dir=tmp_path))
-    await upgrade_schema(engine)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
 async def test_session_start_and_end_are_delivered(
-    db: async_sessionmaker[AsyncSession], tmp_path: Path
+    own_db: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path, webhooks_allow_http=True, webhooks_allow_private=True)
-    dispatcher = WebhookDispatcher(settings, db)
+    dispatcher = WebhookDispatcher(settings, own_db)
     plane = ControlPlaneService(
-        db, "node-1", settings=settings, on_webhook_enqueued=dispatcher.notify
+        own_db, "node-1", settings=settings, on_webhook_enqueued=dispatcher.notify
     )
     async with Receiver(secret=SECRET) as receiver:
-        async with db.begin() as session:
+        async with own_db.begin() as session:
             account = await auth.create_account(session, name="a", password=None)
             stream = await streams.create_stream(session, account_id=account.id, label="Main")
             other = await streams.create_stream(session, account_id=account.id, label="Other")
@@ -59,7 +48,7 @@ async def test_session_start_and_end_are_delivered(
                 PublishRequest(app="live", stream_key=stream.stream_key, query={}, remote_addr="x")
             )
             (started,) = await receiver.wait_for(1, within=5)
-            async with db.begin() as session:
+            async with own_db.begin() as session:
                 live = await session.scalar(
                     select(LiveSession).where(LiveSession.session_id == grant.session_id)
                 )
@@ -88,7 +77,7 @@ async def test_session_start_and_end_are_delivered(
                 )
             )
             _, ended = await receiver.wait_for(2, within=5)
-            await settled(db, within=5)
+            await settled(own_db, within=5)
         finally:
             await dispatcher.stop()
     assert started.headers["x-simulcast-event"] == "stream.started"
@@ -112,7 +101,7 @@ async def test_session_start_and_end_are_delivered(
         "reason": "stopped",
     }
     assert started.signature_ok and ended.signature_ok
-    async with db() as session:
+    async with own_db() as session:
         statuses = (await session.scalars(select(WebhookDelivery.status))).all()
     assert list(statuses) == ["delivered", "delivered"]  # nothing for the other stream's hook
 

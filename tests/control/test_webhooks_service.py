@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,26 +12,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simulcast.control.db.models import WebhookDelivery
-from simulcast.control.db.session import create_engine, session_factory, upgrade_schema
 from simulcast.control.services import auth, streams
 from simulcast.control.services import webhooks as svc
 from simulcast.control.webhook_dispatcher import pinned_request
-from simulcast.settings import Settings
 from tests.support.webhook_receiver import Receiver
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(Settings(data_dir=tmp_path))
-    await upgrade_schema(engine)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
 async def test_enqueue_writes_one_row_per_matching_webhook(
-    db: async_sessionmaker[AsyncSession],
+    own_db: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with db.begin() as session:
+    async with own_db.begin() as session:
         account = await auth.create_account(session, name="a", password=None)
         other = await auth.create_account(session, name="b", password=None)
         s1 = await streams.create_stream(session, account_id=account.id, label="one")
@@ -71,7 +59,7 @@ async def test_enqueue_writes_one_row_per_matching_webhook(
             created_ms=1234,
         )
     assert len(ids) == 2 and len(set(ids)) == 2
-    async with db() as session:
+    async with own_db() as session:
         rows = (await session.scalars(select(WebhookDelivery))).all()
     assert sorted(r.webhook_id for r in rows) == sorted([all_streams, only_s1])
     for row in rows:
@@ -83,11 +71,11 @@ async def test_enqueue_writes_one_row_per_matching_webhook(
         }
         assert (row.status, row.attempts, row.created_ms) == ("pending", 0, 1234)
 
-    async with db.begin() as session:
+    async with own_db.begin() as session:
         hook = await svc.get_webhook(session, account_id=account.id, webhook_id=only_s1)
         assert hook is not None
         await svc.delete_webhook(session, webhook=hook)
-    async with db() as session:
+    async with own_db() as session:
         rows = (await session.scalars(select(WebhookDelivery))).all()
     assert {r.webhook_id: (r.status, r.last_error) for r in rows} == {
         all_streams: ("pending", None),
@@ -96,9 +84,9 @@ async def test_enqueue_writes_one_row_per_matching_webhook(
 
 
 async def test_create_validates_events_and_stream_ownership(
-    db: async_sessionmaker[AsyncSession],
+    own_db: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with db.begin() as session:
+    async with own_db.begin() as session:
         account = await auth.create_account(session, name="a", password=None)
         other = await auth.create_account(session, name="b", password=None)
         foreign = await streams.create_stream(session, account_id=other.id, label="x")
@@ -212,11 +200,11 @@ async def test_pinned_request_reaches_the_pinned_address() -> None:
 
 
 async def test_an_event_queued_again_with_its_once_key_is_refused_not_doubled(
-    db: async_sessionmaker[AsyncSession],
+    own_db: async_sessionmaker[AsyncSession],
 ) -> None:
     """A transaction tried again after its commit may have landed: the same ``once`` key
     makes the same delivery ids, so the second try fails instead of queueing the event twice."""
-    async with db.begin() as session:
+    async with own_db.begin() as session:
         account = await auth.create_account(session, name="a", password=None)
         for url in ("https://one.example/x", "https://two.example/x"):
             await svc.create_webhook(
@@ -229,7 +217,7 @@ async def test_an_event_queued_again_with_its_once_key_is_refused_not_doubled(
             )
 
     async def enqueue(once: str) -> list[str]:
-        async with db.begin() as session:
+        async with own_db.begin() as session:
             return await svc.enqueue_event(
                 session,
                 account_id=account.id,
@@ -246,7 +234,7 @@ async def test_an_event_queued_again_with_its_once_key_is_refused_not_doubled(
         await enqueue("k1")
     other = await enqueue("k2")  # another event at the same moment: its own deliveries
     assert not set(other) & set(first)
-    async with db() as session:
+    async with own_db() as session:
         rows = (await session.scalars(select(WebhookDelivery))).all()
     assert sorted(r.id for r in rows) == sorted(first + other)
     assert all(json.loads(r.body)["id"] == r.id for r in rows)

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,18 @@ async def db(db_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSes
     """A session factory on the migrated database (engine bound to this test's event loop)."""
     engine = create_engine(db_settings)
     try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def own_db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory on a new SQLite database of this test alone, for tests that read whole
+    tables or reuse account names."""
+    engine = create_engine(Settings(data_dir=tmp_path))
+    try:
+        await upgrade_schema(engine)
         yield session_factory(engine)
     finally:
         await engine.dispose()
