@@ -138,14 +138,7 @@ def test_reject_connect_and_publish() -> None:
         ("createStream", 2, None, (), 0),
         ("publish", 0, None, ("bad", "live"), 1),
     )
-    for event in server.receive_data(data):
-        match event:
-            case ev.ConnectRequest():
-                server.accept_connect()
-            case ev.CreateStream(transaction_id=tid):
-                server.accept_create_stream(tid)
-            case ev.PublishCommand(msid=msid):
-                server.reject_publish(msid, status.PUBLISH_BAD_NAME, "bad key")
+    serve(server, data, refuse_publish=(status.PUBLISH_BAD_NAME, "bad key"))
     on_status = replies(server)[-1]
     assert on_status.name == "onStatus" and on_status.arg(0)["level"] == "error"
     with pytest.raises(RemoteProtocolError):
@@ -171,14 +164,7 @@ def test_client_sees_connect_and_publish_failures() -> None:
     client.initiate()
     client_events: list[ev.Event] = []
     for _ in range(6):
-        for event in server.receive_data(client.data_to_send()):
-            match event:
-                case ev.ConnectRequest():
-                    server.accept_connect()
-                case ev.CreateStream(transaction_id=tid):
-                    server.accept_create_stream(tid)
-                case ev.PublishCommand(msid=msid):
-                    server.reject_publish(msid, status.PUBLISH_DENIED, "denied")
+        serve(server, client.data_to_send(), refuse_publish=(status.PUBLISH_DENIED, "denied"))
         client_events += client.receive_data(server.data_to_send())
     assert client_events[-1] == ev.PublishFailed(status.PUBLISH_DENIED, "denied")
 
