@@ -62,10 +62,15 @@ class Scripted:
         return Attempt()
 
 
-def make_supervisor(
+def new_stream() -> LiveStream:
+    return LiveStream(1, "s", gop_max_bytes=1_000_000, gop_max_seconds=4)
+
+
+def start_supervisor(
     stream: LiveStream, factory: Scripted, changes: list[OutputStatus]
 ) -> Supervisor:
-    return Supervisor(
+    """A supervisor of one RTMP output of ``stream`` (retries within 10-40 ms), started."""
+    sup = Supervisor(
         OutputSpec(1, "rtmp", "rtmp://x/app/k"),
         factory,
         open_reader=lambda: stream.add_reader(max_bytes=1_000_000, max_seconds=4),
@@ -75,18 +80,19 @@ def make_supervisor(
         on_change=changes.append,
         rng=lambda: 1.0,
     )
+    sup.start()
+    return sup
 
 
 async def test_retry_then_live_then_reconnect_at_keyframe() -> None:
-    stream = LiveStream(1, "s", gop_max_bytes=1_000_000, gop_max_seconds=4)
+    stream = new_stream()
     stream.publish(video_header())
     stream.publish(video(0, key=True))
     seen: list[list[int]] = []
     changes: list[OutputStatus] = []
-    sup = make_supervisor(
+    sup = start_supervisor(
         stream, Scripted(["fail", "fail", "live-then-fail", "live"], seen), changes
     )
-    sup.start()
     await wait_for(lambda: len(seen) == 1)
     for ts in range(33, 200, 33):
         stream.publish(video(ts))
@@ -114,10 +120,9 @@ async def test_retry_then_live_then_reconnect_at_keyframe() -> None:
 
 
 async def test_fatal_error_fails_without_retry() -> None:
-    stream = LiveStream(1, "s", gop_max_bytes=1_000_000, gop_max_seconds=4)
+    stream = new_stream()
     changes: list[OutputStatus] = []
-    sup = make_supervisor(stream, Scripted(["fatal"], []), changes)
-    sup.start()
+    sup = start_supervisor(stream, Scripted(["fatal"], []), changes)
     await wait_for(lambda: sup.state == "failed")
     assert sup.status().last_error == "bad url"
     assert stream.readers == ()
@@ -125,10 +130,9 @@ async def test_fatal_error_fails_without_retry() -> None:
 
 
 async def test_stream_end_stops_retrying() -> None:
-    stream = LiveStream(1, "s", gop_max_bytes=1_000_000, gop_max_seconds=4)
+    stream = new_stream()
     changes: list[OutputStatus] = []
-    sup = make_supervisor(stream, Scripted(["live"], []), changes)
-    sup.start()
+    sup = start_supervisor(stream, Scripted(["live"], []), changes)
     await wait_for(lambda: sup.state == "live")
     stream.close()
     await wait_for(lambda: sup._task is not None and sup._task.done())
