@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -60,7 +61,9 @@ class Clock:
         self.now = T0 / 1000 + minutes * MIN_S
 
 
-def _settings(db_settings: Settings) -> Settings:
+@pytest.fixture
+def settings(db_settings: Settings) -> Settings:
+    """The store's settings with billing minutes of ``MIN_S`` seconds."""
     return db_settings.model_copy(update={"billing_minute_seconds": MIN_S})
 
 
@@ -150,11 +153,11 @@ async def _state(db: async_sessionmaker[AsyncSession], owner: Owner) -> tuple[in
 
 
 async def test_each_completed_minute_is_charged_once_per_paid_destination(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, destinations=3)
-    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(0.5)
     await m.tick()
     assert await _charges(db, live) == []
@@ -170,13 +173,11 @@ async def test_each_completed_minute_is_charged_once_per_paid_destination(
 
 
 async def test_between_boundaries_a_session_is_only_rechecked_every_few_seconds(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, _ = await _start(db, engine, funds=100)
-    m = MinuteMeter(
-        _settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5
-    )
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5)
     with sql_statements(db) as statements:
         clock.at_minutes(0.1)
         await m.tick()  # a session the meter has not seen yet is metered at once
@@ -195,13 +196,11 @@ async def test_between_boundaries_a_session_is_only_rechecked_every_few_seconds(
 
 
 async def test_a_free_session_is_looked_at_between_boundaries_only_when_its_destinations_change(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=0, destinations=1)  # the free platform only
-    m = MinuteMeter(
-        _settings(db_settings), db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5
-    )
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock, recheck_seconds=0.5)
     with sql_statements(db) as statements:
         clock.at_minutes(0.1)
         await m.tick()
@@ -219,12 +218,12 @@ async def test_a_free_session_is_looked_at_between_boundaries_only_when_its_dest
 
 
 async def test_a_destination_added_mid_minute_pays_from_that_minute(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, destinations=1)
     late = await _join(db, owner, live, started_ms=T0 + 1500)
-    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(3.1)
     results = await m.tick()
     assert [(r.metered_minutes, r.charged) for r in results] == [(3, 4)]
@@ -234,10 +233,9 @@ async def test_a_destination_added_mid_minute_pays_from_that_minute(
 
 
 async def test_insufficient_funds_stops_and_blocks_until_credited(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
-    settings = _settings(db_settings)
     owner, live = await _start(db, engine, funds=5)
     m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(2.01)
@@ -260,11 +258,11 @@ async def test_insufficient_funds_stops_and_blocks_until_credited(
 
 
 async def test_max_sats_stops_at_the_minute_it_is_reached_and_locks(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100, max_sats=5)
-    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     for minute in (0.5, 1.01, 2.01):
         clock.at_minutes(minute)
         await m.tick()
@@ -274,11 +272,11 @@ async def test_max_sats_stops_at_the_minute_it_is_reached_and_locks(
 
 
 async def test_max_duration_stops_and_locks(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     engine, clock = FakeEngine(), Clock()
     owner, _ = await _start(db, engine, funds=100, max_minutes=3)
-    m = MinuteMeter(_settings(db_settings), db, engine, node_id=NODE, clock=clock)
+    m = MinuteMeter(settings, db, engine, node_id=NODE, clock=clock)
     clock.at_minutes(5.5)  # a late tick: only the allowed minutes are charged
     await m.tick()
     assert engine.stops == [(owner.stream_id, "limit_max_duration")]
@@ -286,9 +284,8 @@ async def test_max_duration_stops_and_locks(
 
 
 async def test_close_accounting_charges_final_minutes_once(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    settings = _settings(db_settings)
     owner, live = await _start(db, FakeEngine(), funds=100)
     ended = T0 + 5_500  # 5 min 30 s at 2 sats/min
     for _ in range(2):
@@ -304,9 +301,8 @@ async def test_close_accounting_charges_final_minutes_once(
 
 
 async def test_crash_recovery_closes_at_last_metered_minute_charging_once(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    settings = _settings(db_settings)
     engine, clock = FakeEngine(), Clock()
     owner, live = await _start(db, engine, funds=100)
     clock.at_minutes(2.7)
@@ -332,9 +328,8 @@ async def test_crash_recovery_closes_at_last_metered_minute_charging_once(
 
 
 async def test_bandwidth_overage_is_charged_per_closed_hour_once(
-    db: async_sessionmaker[AsyncSession], db_settings: Settings
+    db: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    settings = _settings(db_settings)
     hour = 1_700_002_800  # a clock-hour start
     async with db.begin() as session:
         rich = await make_owner(session, destinations=2)
