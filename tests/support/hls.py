@@ -3,9 +3,13 @@ channel configs and feeders for the packager."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import imageio_ffmpeg
@@ -114,6 +118,66 @@ def _self_hosted(body: dict[str, object], index: int) -> Viewer:
     assert isinstance(dests, list)
     dest = dests[index]
     return Viewer(dest["id"], dest["apiKey"], dest["playbackToken"])
+
+
+TESTING_VIEWER = {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}}
+
+
+def create_stream(
+    server: ServerProcess, sk: str, label: str, *destinations: object, **fields: object
+) -> dict[str, Any]:
+    """Create a stream with ``destinations`` (and any other body ``fields``) through the API
+    with the ``sk_`` key; the created stream's JSON."""
+    response = httpx.post(
+        f"{server.base_url}/api/streams",
+        headers={"X-API-Key": sk},
+        json={"label": label, "destinations": list(destinations), **fields},
+    )
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@contextmanager
+def live_stream(server: ServerProcess, label: str, production: dict[str, object]) -> Iterator[Live]:
+    """Start ``server`` (prepared, not started) and publish a stream to it until its HLS is
+    ready: a self-hosted production destination configured by ``production``, a testing one,
+    and a second stream whose key plays the stranger. Stops the publisher and the server after.
+    """
+    server.start()
+    state: Live | None = None
+    try:
+        sk = server.create_account(sats=1_000_000)
+        body = create_stream(
+            server, sk, label, {"type": "self-hosted", "config": production}, TESTING_VIEWER
+        )
+        other = create_stream(server, sk, "stranger", {"type": "self-hosted"})
+        state = Live(
+            server=server,
+            sk=sk,
+            stream_key=body["streamKey"],
+            production=_self_hosted(body, 0),
+            testing=_self_hosted(body, 1),
+            stranger_pk=_self_hosted(other, 0).pk,
+        )
+        state.publisher = state.publish(PUBLISH_SECONDS)
+        state.wait_ready()
+        yield state
+    finally:
+        if state is not None and state.publisher is not None and state.publisher.poll() is None:
+            state.publisher.terminate()
+            state.publisher.wait(10)
+        server.stop()
+
+
+def metered_bytes(server: ServerProcess, destination_id: int | str) -> int:
+    """The bytes served to one destination that ``server`` has flushed to its SQLite database."""
+    with sqlite3.connect(server.data_dir / "simulcast.db") as conn:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM bandwidth_buckets WHERE destination_id = ?",
+            (destination_id,),
+        ).fetchone()
+    return int(row[0])
 
 
 def config(**overrides: object) -> ChannelConfig:

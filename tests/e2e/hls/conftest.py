@@ -12,11 +12,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import make_server
-from tests.support.hls import PUBLISH_SECONDS, SEGMENT_SECONDS, WINDOW_SECONDS, Live, _self_hosted
+from tests.support.hls import SEGMENT_SECONDS, WINDOW_SECONDS, Live, live_stream
 
 WEB = Path(__file__).parent / "web"
 
@@ -29,47 +28,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         hls_segment_seconds=str(SEGMENT_SECONDS),
         bandwidth_flush_seconds="1",  # the metering test waits for flushes
     )
-    server.start()
-    publisher: subprocess.Popen[bytes] | None = None
-    try:
-        sk = server.create_account(sats=1_000_000)
-        api = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {sk}"})
-        created = api.post(
-            "/api/streams",
-            json={
-                "label": "HLS e2e",
-                "destinations": [
-                    {
-                        "type": "self-hosted",
-                        "config": {"mode": "production", "dvrWindowSeconds": WINDOW_SECONDS},
-                    },
-                    {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-                ],
-            },
-        )
-        assert created.status_code in (200, 201), created.text
-        other = api.post(
-            "/api/streams",
-            json={"label": "stranger", "destinations": [{"type": "self-hosted"}]},
-        )
-        assert other.status_code in (200, 201), other.text
-        body = created.json()
-        state = Live(
-            server=server,
-            sk=sk,
-            stream_key=body["streamKey"],
-            production=_self_hosted(body, 0),
-            testing=_self_hosted(body, 1),
-            stranger_pk=_self_hosted(other.json(), 0).pk,
-        )
-        publisher = state.publisher = state.publish(PUBLISH_SECONDS)
-        state.wait_ready()
+    with live_stream(
+        server, "HLS e2e", {"mode": "production", "dvrWindowSeconds": WINDOW_SECONDS}
+    ) as state:
         yield state
-    finally:
-        if publisher is not None and publisher.poll() is None:
-            publisher.terminate()
-            publisher.wait(10)
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ publish and reconnects, so it must stay last.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import av
@@ -14,7 +13,7 @@ import httpx
 import m3u8
 import pytest
 
-from tests.support.hls import SEGMENT_SECONDS, WINDOW_SECONDS, Live, complete
+from tests.support.hls import SEGMENT_SECONDS, WINDOW_SECONDS, Live, complete, metered_bytes
 
 pytestmark = pytest.mark.media
 
@@ -142,15 +141,8 @@ def test_credentials_are_checked(live: Live) -> None:
 
 
 def test_bandwidth_is_metered_exactly(live: Live) -> None:
-    db = live.server.data_dir / "simulcast.db"
-
     def stored() -> int:
-        with sqlite3.connect(db) as conn:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(bytes), 0) FROM bandwidth_buckets WHERE destination_id = ?",
-                (live.production.destination_id,),
-            ).fetchone()
-        return int(row[0])
+        return metered_bytes(live.server, live.production.destination_id)
 
     time.sleep(2.5)  # earlier tests' counts reach the database (flushed every second here)
     before = stored()

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from tests.support import make_server
 from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM, PAGES, static_site
-from tests.support.hls import SEGMENT_SECONDS, Live, _self_hosted
+from tests.support.hls import SEGMENT_SECONDS, Live, live_stream
 
 pytestmark = pytest.mark.media
 
@@ -37,40 +36,8 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     server = make_server(
         tmp_path_factory.mktemp("hls-protection"), hls_segment_seconds=str(SEGMENT_SECONDS)
     )
-    server.start()
-    state: Live | None = None
-    try:
-        sk = server.create_account(sats=1_000_000)
-        api = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {sk}"})
-        created = api.post(
-            "/api/streams",
-            json={
-                "label": "HLS protection",
-                "destinations": [
-                    {"type": "self-hosted", "config": {"mode": "production"}},
-                    {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-                ],
-            },
-        )
-        assert created.status_code in (200, 201), created.text
-        body = created.json()
-        viewer = _self_hosted(body, 0)
-        state = Live(
-            server=server,
-            sk=sk,
-            stream_key=body["streamKey"],
-            production=viewer,
-            testing=_self_hosted(body, 1),
-            stranger_pk=viewer.pk,
-        )
-        state.publisher = state.publish(60)
-        state.wait_ready()
+    with live_stream(server, "HLS protection", {"mode": "production"}) as state:
         yield state
-    finally:
-        if state is not None and state.publisher is not None and state.publisher.poll() is None:
-            state.publisher.terminate()
-            state.publisher.wait(10)
-        server.stop()
 
 
 @pytest.fixture(scope="module")

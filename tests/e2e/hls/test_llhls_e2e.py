@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import statistics
 import subprocess
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from tests.support import ServerProcess, make_server, publisher, wait_for
 from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM
+from tests.support.hls import create_stream, metered_bytes
 
 pytestmark = pytest.mark.media
 
@@ -67,22 +67,15 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         sk = server.create_account(sats=1_000_000)
-        body = httpx.post(
-            f"{server.base_url}/api/streams",
-            headers={"X-API-Key": sk},
-            json={
-                "label": "LL-HLS",
-                # No slate when the publisher stalls: the stalled-publisher test needs silence.
-                "protection": {"enabled": False},
-                "destinations": [
-                    {"type": "self-hosted", "config": {"mode": "production"}},
-                    {
-                        "type": "self-hosted",
-                        "config": {"mode": "production", "lowLatency": False},
-                    },
-                ],
-            },
-        ).json()
+        body = create_stream(
+            server,
+            sk,
+            "LL-HLS",
+            {"type": "self-hosted", "config": {"mode": "production"}},
+            {"type": "self-hosted", "config": {"mode": "production", "lowLatency": False}},
+            # No slate when the publisher stalls: the stalled-publisher test needs silence.
+            protection={"enabled": False},
+        )
         ll, regular = body["destinations"]
         shown = httpx.get(
             f"{server.base_url}/api/streams/{body['id']}", headers={"X-API-Key": sk}
@@ -164,15 +157,8 @@ def test_directives_too_far_ahead_or_malformed_are_400(session: Session) -> None
 
 
 def test_parts_and_blocking_playlists_are_metered_exactly(session: Session) -> None:
-    db = session.server.data_dir / "simulcast.db"
-
     def stored() -> int:
-        with sqlite3.connect(db) as conn:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(bytes), 0) FROM bandwidth_buckets WHERE destination_id = ?",
-                (session.ll["id"],),
-            ).fetchone()
-        return int(row[0])
+        return metered_bytes(session.server, session.ll["id"])
 
     time.sleep(2.5)  # earlier tests' counts reach the database (flushed every second here)
     before = stored()

@@ -15,6 +15,7 @@ import imageio_ffmpeg
 import pytest
 
 from tests.support import ServerProcess, make_server
+from tests.support.hls import TESTING_VIEWER, create_stream
 
 pytestmark = pytest.mark.media
 
@@ -29,17 +30,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 def test_segments_through_a_served_playlist_are_free_and_bound(server: ServerProcess) -> None:
     sk = server.create_account(sats=10_000)
-    created = httpx.post(
-        f"{server.base_url}/api/streams",
-        headers={"X-API-Key": sk},
-        json={
-            "label": "tokens",
-            "destinations": [
-                {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-                {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-            ],
-        },
-    ).json()
+    created = create_stream(server, sk, "tokens", TESTING_VIEWER, TESTING_VIEWER)
     (a, b) = created["destinations"]
     publisher = subprocess.Popen(
         [

@@ -31,6 +31,7 @@ import pytest
 
 from tests.support import ServerProcess, make_server
 from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM, PAGES, static_site
+from tests.support.hls import TESTING_VIEWER, create_stream
 
 pytestmark = pytest.mark.media
 
@@ -89,17 +90,7 @@ def test_two_viewers_play_and_five_exhaust_only_playlists(
     server: ServerProcess, web_players: Path, tmp_path: Path
 ) -> None:
     sk = server.create_account(sats=10_000)
-    created = httpx.post(
-        f"{server.base_url}/api/streams",
-        headers={"X-API-Key": sk},
-        json={
-            "label": "testing viewers",
-            "destinations": [
-                {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-                {"type": "self-hosted", "config": {"mode": "testing", "dvrWindowSeconds": 0}},
-            ],
-        },
-    ).json()
+    created = create_stream(server, sk, "testing viewers", TESTING_VIEWER, TESTING_VIEWER)
     pair_pk, crowd_pk = (d["apiKey"] for d in created["destinations"])
     tokens = {d["playbackToken"]: d["apiKey"] for d in created["destinations"]}
     publisher = _publish(server, created["streamKey"], VIEWER_SECONDS + 60)
