@@ -12,8 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,44 @@ def make_server(data_dir: Path, database_url: str = "", **settings: str) -> Serv
     )
     env.update({f"SIMULCAST_{k.upper()}": v for k, v in settings.items()})
     return ServerProcess(data_dir=data_dir, env=env, http_port=http_port, rtmp_port=rtmp_port)
+
+
+@contextmanager
+def running_server(
+    data_dir: Path, database_url: str = "", **settings: str
+) -> Iterator[ServerProcess]:
+    """A server (``make_server``'s arguments) started, and stopped on the way out."""
+    server = make_server(data_dir, database_url, **settings)
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@asynccontextmanager
+async def async_running_server(data_dir: Path, **settings: str) -> AsyncIterator[ServerProcess]:
+    """``running_server`` for async tests: starts and stops in a thread, off the event loop."""
+    server = make_server(data_dir, **settings)
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def server_fixture(**settings: str) -> Any:
+    """A module's ``server`` fixture: a server with ``settings``, started for each test (in a
+    thread, off the event loop) and stopped after; ``server = server_fixture(...)``."""
+
+    @pytest.fixture
+    async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+        async with async_running_server(tmp_path / "server", **settings) as proc:
+            yield proc
+
+    return server
 
 
 def publisher(

@@ -16,7 +16,13 @@ import av
 import numpy as np
 import pytest
 
-from tests.support import BACKENDS, ServerProcess, fresh_postgres_database, make_server
+from tests.support import (
+    BACKENDS,
+    ServerProcess,
+    fresh_postgres_database,
+    make_server,
+    running_server,
+)
 from tests.support.v1_client import V1, V1_SETTINGS
 
 SATS_PER_HOUR = 360_000  # 100 sats a second: seconds are visible in the ledger
@@ -539,14 +545,12 @@ def test_server_restart_stops_running_and_keeps_the_queue(database: str, tmp_pat
 
 
 def test_auto_stop_idle_and_no_input(tmp_path: Path) -> None:
-    server = make_server(
+    with running_server(
         tmp_path,
         **V1_SETTINGS,
         instance_idle_stop_seconds="2",
         instance_no_input_stop_seconds="3",
-    )
-    server.start()
-    try:
+    ) as server:
         a = V1.account(server)
         config = a.configuration("multistream")
         (idle,) = a.launch(config["id"])[0]["instances"]
@@ -559,8 +563,6 @@ def test_auto_stop_idle_and_no_input(tmp_path: Path) -> None:
         stopped = a.wait_status(unfed, "STOPPED", within=10)
         assert stopped["stopReason"] == "no_input"
         assert stopped["stoppedAt"] - live_at_ms >= 2500  # counted from going LIVE
-    finally:
-        server.stop()
 
 
 SEED_OPERATIONS = [

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from simulcast.codecs.rtmp import handshake
 from simulcast.codecs.rtmp import messages as msg
 from simulcast.codecs.rtmp.chunk import encode_message
-from tests.support import make_server
+from tests.support import ServerProcess, running_server
 
 HELLO = handshake.client_hello(bytes(handshake.PACKET_SIZE)).c0c1 + bytes(handshake.PACKET_SIZE)
 MIB = 1024 * 1024
@@ -64,17 +65,11 @@ async def attack(port: int, chunk_size_first: bool, body: bytes) -> None:
 
 
 @pytest.fixture
-def hostile_server(tmp_path: Path) -> Any:
-    server = make_server(
-        tmp_path,
-        rtmp_max_connections_per_address="500",
-        rtmp_handshake_timeout="2",
-    )
-    server.start()
-    try:
+def hostile_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with running_server(
+        tmp_path, rtmp_max_connections_per_address="500", rtmp_handshake_timeout="2"
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_unauthenticated_memory_is_bounded(hostile_server: Any) -> None:
@@ -125,9 +120,7 @@ async def test_a_client_that_never_reads_is_gone_after_the_handshake_timeout(
 
 
 async def test_connections_per_address_are_limited(tmp_path: Path) -> None:
-    server = make_server(tmp_path, rtmp_max_connections_per_address="3")
-    server.start()
-    try:
+    with running_server(tmp_path, rtmp_max_connections_per_address="3") as server:
         held = [socket.create_connection(("127.0.0.1", server.rtmp_port)) for _ in range(3)]
         for s in held:
             s.sendall(HELLO[: 1 + handshake.PACKET_SIZE])  # accepted: answered
@@ -154,5 +147,3 @@ async def test_connections_per_address_are_limited(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
         for s in held:
             s.close()
-    finally:
-        server.stop()

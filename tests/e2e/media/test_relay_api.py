@@ -4,28 +4,19 @@ real API) decides the outputs; real RTMP receivers record what the pushes delive
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import ServerProcess, make_server, poll_until
+from tests.support import ServerProcess, poll_until, server_fixture
 from tests.support.media import Processes, probe
 
 pytestmark = pytest.mark.media
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    proc = make_server(
-        tmp_path / "server", push_retry_min_seconds="0.3", push_retry_max_seconds="1"
-    )
-    proc.data_dir.mkdir()
-    await asyncio.to_thread(proc.start)
-    yield proc
-    await asyncio.to_thread(proc.stop)
+server = server_fixture(push_retry_min_seconds="0.3", push_retry_max_seconds="1")
 
 
 async def test_publish_fans_out_and_the_api_steers_live_outputs(

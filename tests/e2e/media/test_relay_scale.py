@@ -4,7 +4,6 @@ RTMP destinations (in-test sinks); every one receives a decodable stream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 
 from simulcast.codecs import flv
 from simulcast.codecs.unit import Kind
-from tests.support import ServerProcess, make_server, poll_until
+from tests.support import ServerProcess, poll_until, server_fixture
 from tests.support.media import Processes, probe
 from tests.support.rtmp_sink import RtmpSink
 
@@ -23,20 +22,11 @@ SINKS = 4  # destinations spread over a few listeners, as over a few platforms
 DECODED = 5  # destinations whose whole recording is decoded (the rest are checked by tags)
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    # Free platforms and no API rate limit: this test is about fan-out, not the wallet or the
-    # per-key budget (it polls the stream while a hundred pushes start).
-    proc = make_server(
-        tmp_path / "server",
-        cost_per_platform="0",
-        bandwidth_overage_sats_per_gb="0",
-        rate_limit_per_minute="100000",
-    )
-    proc.data_dir.mkdir()
-    await asyncio.to_thread(proc.start)
-    yield proc
-    await asyncio.to_thread(proc.stop)
+# Free platforms and no API rate limit: this test is about fan-out, not the wallet or the
+# per-key budget (it polls the stream while a hundred pushes start).
+server = server_fixture(
+    cost_per_platform="0", bandwidth_overage_sats_per_gb="0", rate_limit_per_minute="100000"
+)
 
 
 def _has_start(messages: list[tuple[int, int, bytes]]) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support import ServerProcess, eventually, make_server, poll_until
+from tests.support import ServerProcess, eventually, make_server, poll_until, server_fixture
 from tests.support.media import X264, Processes, probe, recorded
 from tests.support.overlay import LiveDecoder, colour_pages, is_colour
 from tests.support.v1_client import V1_SETTINGS
@@ -25,18 +24,7 @@ from tests.support.webhook_receiver import Receiver
 pytestmark = pytest.mark.media
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    proc = make_server(
-        tmp_path / "server",
-        **V1_SETTINGS,
-        push_retry_min_seconds="0.3",
-        push_retry_max_seconds="1",
-    )
-    proc.data_dir.mkdir()
-    await asyncio.to_thread(proc.start)
-    yield proc
-    await asyncio.to_thread(proc.stop)
+server = server_fixture(**V1_SETTINGS, push_retry_min_seconds="0.3", push_retry_max_seconds="1")
 
 
 def element(instance: dict[str, Any], element_id: str) -> dict[str, Any]:
