@@ -88,15 +88,24 @@ def test_hls_url_names_the_address_it_was_asked_through(
         ffmpeg.wait()
 
 
-def test_forwarded_host_only_behind_a_trusted_proxy(
-    started: Callable[..., ServerProcess],
-) -> None:
-    server = started(trust_proxy_headers="true")
+def _account_with_a_self_hosted_stream(
+    server: ServerProcess,
+) -> tuple[httpx.Client, dict[str, Any]]:
+    """A new account's API client on ``server``, and its new stream of one self-hosted
+    destination."""
     sk = server.create_account()
     api = httpx.Client(base_url=server.base_url + "/api", headers={"X-API-Key": sk})
     stream = api.post(
         "/streams", json={"label": "p", "destinations": [{"type": "self-hosted"}]}
     ).json()
+    return api, stream
+
+
+def test_forwarded_host_only_behind_a_trusted_proxy(
+    started: Callable[..., ServerProcess],
+) -> None:
+    server = started(trust_proxy_headers="true")
+    api, stream = _account_with_a_self_hosted_stream(server)
     proxied = api.get(
         f"/streams/{stream['id']}",
         headers={"X-Forwarded-Host": "live.example.org", "X-Forwarded-Proto": "https"},
@@ -109,11 +118,7 @@ def test_forwarded_host_only_behind_a_trusted_proxy(
     assert odd["destinations"][0]["url"].startswith(server.base_url + "/hls/")
 
     fixed = started(public_url="https://cdn.example.net/")
-    sk2 = fixed.create_account()
-    api2 = httpx.Client(base_url=fixed.base_url + "/api", headers={"X-API-Key": sk2})
-    s2 = api2.post(
-        "/streams", json={"label": "p", "destinations": [{"type": "self-hosted"}]}
-    ).json()
+    api2, s2 = _account_with_a_self_hosted_stream(fixed)
     url = api2.get(f"/streams/{s2['id']}").json()["destinations"][0]["url"]
     assert url.startswith("https://cdn.example.net/hls/")
 
