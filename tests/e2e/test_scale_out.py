@@ -61,6 +61,31 @@ def fleet(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         yield start
 
 
+def self_hosted_stream(api: httpx.Client, label: str) -> dict[str, Any]:
+    """A new stream of one self-hosted destination, created through ``api``."""
+    response = api.post(
+        "/streams", json={"label": label, "destinations": [{"type": "self-hosted"}]}
+    )
+    response.raise_for_status()
+    stream: dict[str, Any] = response.json()
+    return stream
+
+
+def wait_active(api: httpx.Client, stream: dict[str, Any], what: str) -> None:
+    """Wait (30 s at most) until ``api`` shows ``stream`` active."""
+    wait_for(lambda: api.get(f"/streams/{stream['id']}").json()["status"] == "active", 30, what)
+
+
+def stop_through_the_reconnected_bus(api: httpx.Client, stream: dict[str, Any]) -> None:
+    """Wait (15 s at most) until ``api`` answers a stop of ``stream``: the command reached the
+    media node, so the control bus is back."""
+    wait_for(
+        lambda: api.post(f"/streams/{stream['id']}/stop").status_code == 200,
+        15,
+        "a stop through the reconnected bus",
+    )
+
+
 def test_multi_node_role_refuses_to_start_without_postgres_and_redis(tmp_path: Path) -> None:
     server = make_server(tmp_path, role="media")
     out = subprocess.run(
@@ -101,16 +126,10 @@ def test_api_node_controls_streams_on_media_nodes_and_buries_a_lost_one(
     assert 'simulcast_fleet_nodes{state="live"} 2.0' in metrics
 
     # Publish to media-a; the API node sees the session live and stops it over the bus.
-    one = api.post("/streams", json={"label": "one", "destinations": [{"type": "self-hosted"}]})
-    one.raise_for_status()
-    first = one.json()
+    first = self_hosted_stream(api, "one")
     pub = publisher(media_a, first["streamKey"], 60)
     try:
-        wait_for(
-            lambda: api.get(f"/streams/{first['id']}").json()["status"] == "active",
-            30,
-            "the stream live through the API node",
-        )
+        wait_active(api, first, "the stream live through the API node")
         # The API node's live view comes from the media nodes' snapshots.
         wait_for(
             lambda: httpx.get(api_node.base_url + "/healthz").json()["liveSessions"] == 1,
@@ -215,15 +234,10 @@ def test_api_node_controls_streams_on_media_nodes_and_buries_a_lost_one(
         (media_a, "media-b") if claimed["node_id"] == "media-a" else (media_b, "media-a")
     )
     lost_id = claimed["node_id"]
-    two = api.post("/streams", json={"label": "two", "destinations": [{"type": "self-hosted"}]})
-    second = two.json()
+    second = self_hosted_stream(api, "two")
     pub = publisher(victim, second["streamKey"], 60)
     try:
-        wait_for(
-            lambda: api.get(f"/streams/{second['id']}").json()["status"] == "active",
-            30,
-            "the second stream live",
-        )
+        wait_active(api, second, "the second stream live")
         killed_at = time.monotonic()
         victim.stop(signal.SIGKILL)
         rows = wait_for(
@@ -269,15 +283,10 @@ def test_the_control_bus_reconnects_after_redis_drops_its_connections(
     prefix = api_node.env["SIMULCAST_BUS_PREFIX"]
     sk = api_node.create_account(sats=10_000)
     api = httpx.Client(base_url=api_node.base_url + "/api", headers={"X-API-Key": sk}, timeout=30)
-    stream = api.post("/streams", json={"label": "r", "destinations": [{"type": "self-hosted"}]})
-    created = stream.json()
+    created = self_hosted_stream(api, "r")
     pub = publisher(media, created["streamKey"], 60)
     try:
-        wait_for(
-            lambda: api.get(f"/streams/{created['id']}").json()["status"] == "active",
-            30,
-            "live",
-        )
+        wait_active(api, created, "live")
         # Redis drops every connection of this fleet (as a Redis restart would).
         admin = redis.Redis.from_url(REDIS_URL)
         ids = [c["id"] for c in admin.client_list() if c["name"].startswith(f"{prefix}:")]
@@ -286,11 +295,7 @@ def test_the_control_bus_reconnects_after_redis_drops_its_connections(
             admin.client_kill_filter(_id=client_id)
         admin.close()
         # Commands reach the media node again once its subscription is back.
-        wait_for(
-            lambda: api.post(f"/streams/{created['id']}/stop").status_code == 200,
-            15,
-            "a stop through the reconnected bus",
-        )
+        stop_through_the_reconnected_bus(api, created)
     finally:
         pub.kill()
         pub.wait()
@@ -552,9 +557,7 @@ def test_the_control_bus_reconnects_after_a_redis_restart(
     media = fleet("media", "media-a", redis_url=own_redis.url)
     sk = api_node.create_account(sats=10_000)
     api = httpx.Client(base_url=api_node.base_url + "/api", headers={"X-API-Key": sk}, timeout=30)
-    created = api.post(
-        "/streams", json={"label": "r", "destinations": [{"type": "self-hosted"}]}
-    ).json()
+    created = self_hosted_stream(api, "r")
     pub = publisher(media, created["streamKey"], 90)
 
     def live_sessions() -> int:
@@ -567,11 +570,7 @@ def test_the_control_bus_reconnects_after_a_redis_restart(
         wait_for(lambda: live_sessions() == 0, 15, "the live view gone with Redis")
         own_redis.start()
         wait_for(lambda: live_sessions() == 1, 15, "the live view back after the restart")
-        wait_for(
-            lambda: api.post(f"/streams/{created['id']}/stop").status_code == 200,
-            15,
-            "a stop through the reconnected bus",
-        )
+        stop_through_the_reconnected_bus(api, created)
     finally:
         pub.kill()
         pub.wait()
@@ -659,9 +658,7 @@ def test_a_media_node_relays_and_serves_hls_without_the_api_stack(
     media = fleet("media", "media-lean", env={"PYTHONPROFILEIMPORTTIME": "1"})
     sk = api_node.create_account(sats=10_000)
     api = httpx.Client(base_url=api_node.base_url + "/api", headers={"X-API-Key": sk}, timeout=30)
-    created = api.post("/streams", json={"label": "l", "destinations": [{"type": "self-hosted"}]})
-    created.raise_for_status()
-    stream = created.json()
+    stream = self_hosted_stream(api, "l")
     dest = stream["destinations"][0]
     playlist = media.base_url + f"/hls/{dest['playbackToken']}/index.m3u8?apiKey={dest['apiKey']}"
     pub = publisher(media, stream["streamKey"], 60)
