@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from simulcast.control.services import auth
-from simulcast.settings import Settings
-from tests.support import free_port
+from tests.support import loopback_settings
 from tests.support.webhook_receiver import Receiver
 
 pytest.importorskip("simulcast.media.local_engine", reason="the media engine has not landed")
@@ -42,14 +41,8 @@ async def publish(rtmp_port: int, stream_key: str) -> asyncio.subprocess.Process
 
 
 async def test_publish_and_stop_deliver_signed_events(tmp_path: Path) -> None:
-    rtmp_port = free_port()
-    settings = Settings(
-        data_dir=tmp_path,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        rtmp_host="127.0.0.1",
-        rtmp_port=rtmp_port,
-        srt_port=0,
+    settings = loopback_settings(
+        tmp_path,
         webhooks_allow_http=True,
         webhooks_allow_private=True,
         webhook_retry_base_seconds=0.2,
@@ -80,7 +73,7 @@ async def test_publish_and_stop_deliver_signed_events(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         hook_id = response.json()["id"]
 
-        publisher = await publish(rtmp_port, stream["streamKey"])
+        publisher = await publish(settings.rtmp_port, stream["streamKey"])
         try:
             (started,) = await receiver.wait_for(1, within=15)
             began = time.monotonic()

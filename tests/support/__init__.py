@@ -22,6 +22,8 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
+from simulcast.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]  # the checkout: README, docs, src
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NGINX = shutil.which("nginx")
@@ -62,6 +64,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def loopback_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for an app run in the test's process: HTTP and RTMP on free loopback ports, SRT
+    on a port of its choosing; ``overrides`` on top."""
+    return Settings(
+        data_dir=data_dir,
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        rtmp_host="127.0.0.1",
+        rtmp_port=free_port(),
+        srt_port=0,
+        **overrides,
+    )
 
 
 def postgres_reachable() -> bool:

@@ -13,8 +13,7 @@ import pytest
 
 from simulcast.app import create_app
 from simulcast.control.services import auth
-from simulcast.settings import Settings
-from tests.support import free_port, poll_until
+from tests.support import loopback_settings, poll_until
 from tests.support.hls import complete
 from tests.support.media import Processes
 from tests.support.webhook_receiver import Receiver
@@ -25,14 +24,8 @@ pytestmark = pytest.mark.media
 async def test_api_hls_and_webhooks_through_a_protected_gap(
     tmp_path: Any, procs: Processes
 ) -> None:
-    rtmp_port = free_port()
-    settings = Settings(
-        data_dir=tmp_path,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        rtmp_host="127.0.0.1",
-        rtmp_port=rtmp_port,
-        srt_port=0,
+    settings = loopback_settings(
+        tmp_path,
         hls_segment_seconds=1.0,
         webhooks_allow_http=True,
         webhooks_allow_private=True,
@@ -82,7 +75,7 @@ async def test_api_hls_and_webhooks_through_a_protected_gap(
             parsed = m3u8.loads(response.text)
             return int(parsed.media_sequence or 0) + len(parsed.segments)
 
-        first = await procs.publish(rtmp_port, created["streamKey"], seconds=60)
+        first = await procs.publish(settings.rtmp_port, created["streamKey"], seconds=60)
         await poll_until(lambda: _at_least(segments, 3), 15, "HLS segments")
         first.kill()
 
@@ -99,7 +92,7 @@ async def test_api_hls_and_webhooks_through_a_protected_gap(
         # The slate is more segments (one per 2 s slate GOP), not a stall.
         assert await segments() >= before + 2
 
-        second = await procs.publish(rtmp_port, created["streamKey"], seconds=60)
+        second = await procs.publish(settings.rtmp_port, created["streamKey"], seconds=60)
         await receiver.wait_for(3, within=15)
         body = (await api.get(f"/api/streams/{sid}")).json()
         assert not body["protecting"] and body["protectionSecondsLeft"] is None

@@ -11,8 +11,7 @@ import pytest
 
 from simulcast.app import create_app
 from simulcast.control.services import auth
-from simulcast.settings import Settings
-from tests.support import free_port, poll_until
+from tests.support import loopback_settings, poll_until
 from tests.support.accounts import stored_bytes
 from tests.support.media import Processes
 from tests.support.srt import publish_srt
@@ -23,15 +22,7 @@ SECRET = "IRL-backpack-passphrase"
 
 
 async def test_srt_passphrase_set_sealed_and_enforced(tmp_path: Path, procs: Processes) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        rtmp_host="127.0.0.1",
-        rtmp_port=free_port(),
-        srt_host="127.0.0.1",
-        srt_port=0,
-    )
+    settings = loopback_settings(tmp_path, srt_host="127.0.0.1")
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
