@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = Path(__file__).parent / "pages"
@@ -23,6 +26,16 @@ ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
+
+
+def require_chromium() -> ModuleType:
+    """Skip the calling test module unless Debian's chromium and Playwright are installed;
+    Playwright's sync API."""
+    if not HAVE_CHROMIUM:
+        pytest.skip(
+            "Debian chromium is not installed (.ci/run installs it)", allow_module_level=True
+        )
+    return pytest.importorskip("playwright.sync_api")
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support import ServerProcess
-from tests.support.browser import HAVE_CHROMIUM, static_site
+from tests.support.browser import require_chromium, static_site
 from tests.support.dashboard import (
     WAIT,
     check_page,
@@ -37,9 +37,7 @@ from tests.support.dashboard import (
 
 pytestmark = pytest.mark.media
 
-if not HAVE_CHROMIUM:
-    pytest.skip("Debian chromium is not installed (.ci/run installs it)", allow_module_level=True)
-pytest.importorskip("playwright.sync_api")  # the dashboard helpers drive it
+require_chromium()  # the dashboard helpers drive Playwright
 
 
 @dataclass

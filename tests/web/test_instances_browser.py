@@ -19,14 +19,12 @@ from typing import Any
 import pytest
 
 from tests.support import ServerProcess
-from tests.support.browser import HAVE_CHROMIUM
+from tests.support.browser import require_chromium
 from tests.support.dashboard import WAIT, check_page, dashboard, publish, sign_in, stop, watch
 
 pytestmark = pytest.mark.media
 
-if not HAVE_CHROMIUM:
-    pytest.skip("Debian chromium is not installed (.ci/run installs it)", allow_module_level=True)
-pytest.importorskip("playwright.sync_api")  # the dashboard helpers drive it
+require_chromium()  # the dashboard helpers drive Playwright
 
 
 @dataclass
