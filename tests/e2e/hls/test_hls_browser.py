@@ -13,14 +13,12 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM, PAGES, static_site
+from tests.support.browser import ARGS, CHROMIUM, PAGES, require_chromium, static_site
 from tests.support.hls import Live
 
 pytestmark = pytest.mark.media
 
-if not HAVE_CHROMIUM:
-    pytest.skip("Debian chromium is not installed (.ci/run installs it)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = require_chromium()
 
 
 @pytest.fixture(scope="module")

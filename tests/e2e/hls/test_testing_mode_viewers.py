@@ -30,14 +30,12 @@ import imageio_ffmpeg
 import pytest
 
 from tests.support import ServerProcess, make_server
-from tests.support.browser import ARGS, CHROMIUM, HAVE_CHROMIUM, PAGES, static_site
+from tests.support.browser import ARGS, CHROMIUM, PAGES, require_chromium, static_site
 from tests.support.hls import TESTING_VIEWER, create_stream
 
 pytestmark = pytest.mark.media
 
-if not HAVE_CHROMIUM:
-    pytest.skip("Debian chromium is not installed (.ci/run installs it)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = require_chromium()
 
 VIEWER_SECONDS = float(os.environ.get("SIMULCAST_TEST_VIEWER_SECONDS", "70"))
 
