@@ -25,7 +25,8 @@ SEGMENT_SECONDS = 1.0
 WINDOW_SECONDS = 10
 
 
-PUBLISH_SECONDS = 60
+PUBLISH_SECONDS = 600
+"""A shared publish outlasts every test that watches it; the fixture stops it at the end."""
 
 
 def complete(parsed: m3u8.M3U8) -> list[m3u8.Segment]:
@@ -102,6 +103,18 @@ class Live:
                 self.server.rtmp_url(self.stream_key),
             ]
         )
+
+    def ensure_publishing(self) -> None:
+        """Publish again, and wait for HLS, when the last publish has ended: the tests that
+        share one stream must not depend on which of them ran before (a parallel run splits
+        the modules between workers in another order)."""
+        if self.publisher is not None and self.publisher.poll() is None:
+            return
+        deadline = time.monotonic() + 10
+        while self.status(self.production.pk)["isLive"] and time.monotonic() < deadline:
+            time.sleep(0.2)  # the ended publish's session closes first: a new one replaces it
+        self.publisher = self.publish(PUBLISH_SECONDS)
+        self.wait_ready()
 
     def wait_ready(self, within: float = 20.0) -> dict[str, object]:
         deadline = time.monotonic() + within

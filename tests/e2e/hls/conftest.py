@@ -21,8 +21,8 @@ WEB = Path(__file__).parent / "web"
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A server with a live stream whose HLS is ready."""
+def live_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A server with a live stream whose HLS is ready, shared by every test of the session."""
     server = make_server(
         tmp_path_factory.mktemp("hls-server"),
         hls_segment_seconds=str(SEGMENT_SECONDS),
@@ -32,6 +32,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         server, "HLS e2e", {"mode": "production", "dvrWindowSeconds": WINDOW_SECONDS}
     ) as state:
         yield state
+
+
+@pytest.fixture
+def live(live_session: Live) -> Live:
+    """The shared live stream, published again if a test before this one ended its publish."""
+    live_session.ensure_publishing()
+    return live_session
 
 
 @pytest.fixture(scope="session")

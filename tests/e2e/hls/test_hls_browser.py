@@ -22,13 +22,16 @@ playwright_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
-def site(live: Live, web_players: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def site(
+    live_session: Live, web_players: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The test pages on their own origin; the seed page gets only its base URL and key set."""
     root = tmp_path_factory.mktemp("site")
     (root / "node_modules").symlink_to(web_players)
     shutil.copy(PAGES / "hlsjs.html", root)
     seed = (PAGES / "seed.html").read_text()
-    seed = seed.replace("__BASE_URL__", live.base).replace("__API_KEY__", live.production.pk)
+    base, key = live_session.base, live_session.production.pk
+    seed = seed.replace("__BASE_URL__", base).replace("__API_KEY__", key)
     (root / "seed.html").write_text(seed)
     with static_site(root) as url:
         yield url

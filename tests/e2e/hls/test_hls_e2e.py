@@ -13,7 +13,14 @@ import httpx
 import m3u8
 import pytest
 
-from tests.support.hls import SEGMENT_SECONDS, WINDOW_SECONDS, Live, complete, metered_bytes
+from tests.support.hls import (
+    PUBLISH_SECONDS,
+    SEGMENT_SECONDS,
+    WINDOW_SECONDS,
+    Live,
+    complete,
+    metered_bytes,
+)
 
 pytestmark = pytest.mark.media
 
@@ -225,7 +232,7 @@ def test_reconnect_within_window_continues_with_discontinuity(live: Live) -> Non
     assert offline.status_code == 404 and offline.json()["error"]
     assert live.status(live.production.pk)["hlsUrl"] is None
 
-    live.publisher = live.publish(30)
+    live.publisher = live.publish(PUBLISH_SECONDS)
     live.wait_ready()
     deadline = time.monotonic() + 10
     after = m3u8.loads(playlist(live).text)
