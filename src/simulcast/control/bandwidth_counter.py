@@ -42,6 +42,10 @@ class BandwidthCounter:
         self._pending: Counter[_Key] = Counter()
         self._flushing: Counter[_Key] = Counter()  # taken by a flush that has not committed yet
         self._lock = asyncio.Lock()
+        self.flushes = 0
+        """Flushes that committed so far. A reader that memoizes what the database holds keys it
+        on this: after a flush, the bytes it moved are no longer unflushed, and a memo from
+        before it would count them nowhere."""
         self.job = Periodic("bandwidth-flush", self.flush, flush_seconds)
 
     def add(self, *, account_id: int, destination_id: int, nbytes: int) -> None:
@@ -89,6 +93,8 @@ class BandwidthCounter:
             except Exception:
                 log.exception("bandwidth flush failed; %d counters kept", len(self._flushing))
                 self._pending.update(self._flushing)
+            else:
+                self.flushes += 1
             finally:
                 self._flushing = Counter()
 

@@ -103,7 +103,7 @@ class ControlContext:
     auth_cache: TtlCache[str, Principal | None] = field(
         default_factory=lambda: TtlCache(ttl=AUTH_CACHE_SECONDS)
     )
-    status_cache: TtlCache[tuple[int, int | None, int | None, int], object] = field(
+    status_cache: TtlCache[tuple[int, int | None, int | None, int, int], object] = field(
         default_factory=lambda: TtlCache(ttl=STATUS_CACHE_SECONDS, max_entries=10_000)
     )
     use_stamps: TtlCache[str, bool] = field(

@@ -34,14 +34,16 @@ router = APIRouter(prefix="/api/public", tags=["Public"], responses=ERRORS)
 
 
 async def _stored_status(
-    ctx: ControlContext, principal: Principal, stream_id: int | None, bucket: int
+    ctx: ControlContext, principal: Principal, stream_id: int | None, bucket: int, flushes: int
 ) -> public_status.StatusFacts:
     """The stored facts behind a status answer, memoized for a second.
 
     Viewers' pages poll this endpoint; a second of staleness costs nothing there and keeps the
     database out of the hot path. Live media state and unflushed byte counts are read fresh.
     """
-    key = (principal.account_id, principal.destination_id, stream_id, bucket)
+    # Keyed on the bandwidth flushes too: a memo from before a flush would miss the bytes it
+    # moved from the counter to the database (the used figure would dip until it expired).
+    key = (principal.account_id, principal.destination_id, stream_id, bucket, flushes)
 
     async def load() -> public_status.StatusFacts:
         async with ctx.read() as session:
@@ -91,7 +93,7 @@ async def stream_status(
     """
     now = time.time()
     bucket = hour_start(now)
-    facts = await _stored_status(ctx, principal, streamId, bucket)
+    facts = await _stored_status(ctx, principal, streamId, bucket, served.flushes)
     stream, hosted, live = facts.stream, facts.hosted, facts.live
     used = facts.flushed_bytes + served.unflushed_bytes(
         account_id=principal.account_id, hour_start=bucket
