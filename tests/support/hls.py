@@ -110,11 +110,16 @@ class Live:
         the modules between workers in another order)."""
         if self.publisher is not None and self.publisher.poll() is None:
             return
-        deadline = time.monotonic() + 10
-        while self.status(self.production.pk)["isLive"] and time.monotonic() < deadline:
-            time.sleep(0.2)  # the ended publish's session closes first: a new one replaces it
+        self.wait_offline()  # the ended publish's session closes first: a new one replaces it
         self.publisher = self.publish(PUBLISH_SECONDS)
         self.wait_ready()
+
+    def wait_offline(self, within: float = 10.0) -> None:
+        """Wait (at most ``within`` seconds) until the stream is no longer live; the caller
+        checks what it expects of the offline stream."""
+        deadline = time.monotonic() + within
+        while self.status(self.production.pk)["isLive"] and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def wait_ready(self, within: float = 20.0) -> dict[str, object]:
         deadline = time.monotonic() + within

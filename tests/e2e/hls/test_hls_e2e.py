@@ -225,9 +225,7 @@ def test_reconnect_within_window_continues_with_discontinuity(live: Live) -> Non
     before = m3u8.loads(playlist(live).text)
     live.publisher.terminate()
     live.publisher.wait(10)
-    deadline = time.monotonic() + 10
-    while live.status(live.production.pk)["isLive"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    live.wait_offline()
     offline = playlist(live)
     assert offline.status_code == 404 and offline.json()["error"]
     assert live.status(live.production.pk)["hlsUrl"] is None
