@@ -116,6 +116,18 @@ def session_row(server: ServerProcess, stream_id: int) -> tuple[Any, ...]:
     )[0]
 
 
+async def closed_session_row(server: ServerProcess, stream_id: int) -> tuple[Any, ...]:
+    """``session_row`` once the session's close is recorded: the server kicks the publisher
+    first, and the control plane records the close (reason, last charges) after."""
+
+    async def closed() -> tuple[Any, ...] | None:
+        row = session_row(server, stream_id)
+        return row if row[4] is not None else None
+
+    row: tuple[Any, ...] = await poll_until(closed, 5, "the session's close recorded")
+    return row
+
+
 def minute_charges(server: ServerProcess, session_pk: int) -> list[tuple[str, int]]:
     """The session's streaming charges: ``(idempotency key, sats)``."""
     return [
@@ -166,7 +178,9 @@ async def test_minutes_are_charged_as_they_complete_and_max_sats_stops_and_locks
     # maxSats reached at the third minute: the publisher and both pushes are gone.
     await asyncio.wait_for(publisher.wait(), 5)
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in account.receivers)), 5)
-    pk, session_id, started_ms, ended_ms, reason, metered = session_row(server, stream["id"])
+    pk, session_id, started_ms, ended_ms, reason, metered = await closed_session_row(
+        server, stream["id"]
+    )
     assert (reason, metered) == ("limit_max_sats", 3)
     assert 0 <= ended_ms - (started_ms + 3 * MINUTE_MS) < 1000, "stopped within a second"
     paid = stream["destinations"][1]["id"]
@@ -218,7 +232,7 @@ async def test_minutes_are_charged_as_they_complete_and_max_sats_stops_and_locks
     await account.api.post(f"/api/streams/{stream['id']}/limits", json={"maxDurationMinutes": 2})
     again = await procs.publish(server.rtmp_port, stream["streamKey"], seconds=30)
     await asyncio.wait_for(again.wait(), 10)
-    _, _, started_ms, ended_ms, reason, metered = session_row(server, stream["id"])
+    _, _, started_ms, ended_ms, reason, metered = await closed_session_row(server, stream["id"])
     assert (reason, metered) == ("limit_max_duration", 2)
     assert 0 <= ended_ms - (started_ms + 2 * MINUTE_MS) < 1000
     body = (await account.api.get(f"/api/streams/{stream['id']}")).json()
@@ -242,7 +256,9 @@ async def test_a_minute_the_wallet_cannot_pay_stops_the_session_and_blocks_the_a
     # 5 sats pay minutes 0 and 1 (2 each); minute 2 cannot be paid.
     await asyncio.wait_for(publisher.wait(), 10)
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in account.receivers)), 5)
-    pk, session_id, started_ms, ended_ms, reason, metered = session_row(server, stream["id"])
+    pk, session_id, started_ms, ended_ms, reason, metered = await closed_session_row(
+        server, stream["id"]
+    )
     assert (reason, metered) == ("insufficient_funds", 2)
     assert 0 <= ended_ms - (started_ms + 2 * MINUTE_MS) < 1000
     assert sum(a for _, a in minute_charges(server, pk)) == 4
@@ -300,7 +316,7 @@ async def test_destinations_added_and_removed_mid_session_pay_for_the_minutes_th
     await at(5300)
     await account.api.post(f"/api/streams/{stream['id']}/stop")
     await asyncio.wait_for(publisher.wait(), 5)
-    pk, session_id, *_ = session_row(server, stream["id"])
+    pk, session_id, *_ = await closed_session_row(server, stream["id"])
     # Present at the ends of minutes 1 and 2 (t = 2 s, 3 s), gone before the end of minute 3.
     assert minute_charges(server, pk) == [
         (f"stream:{session_id}:{added.json()['id']}:{k}", 2) for k in (1, 2)
