@@ -289,13 +289,13 @@ def fuzz_server(data: bytes) -> None:
     assert server._decoder.incomplete <= 2 << 20
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4000))
 def test_fuzz_random_bytes_after_handshake(data: bytes) -> None:
     fuzz_server(raw_client_bytes() + data)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -324,7 +324,7 @@ def test_fuzz_mutated_capture(mutations: list[tuple[str, int, bytes]]) -> None:
     fuzz_server(bytes(data))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.binary(max_size=5000))
 def test_fuzz_client_side(data: bytes) -> None:
     client = ClientConnection("live", "rtmp://h/live", "k")
@@ -402,7 +402,7 @@ _NON_FINITE = [float("nan"), float("inf"), float("-inf"), -float("nan")]
 _AFTER_CONNECT = (("connect", 1.0, {"app": "live"}, (), 0), ("createStream", 2.0, None, (), 0))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(["deleteStream", "closeStream", "publish", "createStream", "FCUnpublish"]),
     st.sampled_from(_NON_FINITE),

@@ -52,9 +52,7 @@ async def _snapshot(session: AsyncSession, account_id: int) -> tuple[int, int, i
     return cached, recomputed, int(postings or 0)
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=ops)
 async def test_invariants_hold_and_replays_change_nothing(
     db: async_sessionmaker[AsyncSession], sequence: list[Op]

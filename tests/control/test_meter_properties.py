@@ -70,9 +70,7 @@ def expected_charge(cfg: Settings, case: Case) -> int:
     return total
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 async def test_the_meter_charges_the_priced_affordable_prefix_once(
     db: async_sessionmaker[AsyncSession], db_settings: Settings, case: Case
