@@ -85,7 +85,8 @@ class Settings(BaseSettings):
         le=0.5,
         description="A publisher's socket is read at most once per this window and what was "
         "read goes to each destination in one write: far fewer wake-ups and syscalls, at most "
-        "this much added latency (0: read as data arrives).",
+        "this much added latency, give or take the event loop's 2 ms timer slack (0: read as "
+        "data arrives).",
     )
     # Relay at scale
     max_destinations_per_stream: int = Field(

@@ -38,6 +38,8 @@ log = logging.getLogger("simulcast.ingest")
 
 # A batch this large means the publisher outruns one read per batch window: keep reading.
 _FULL_BATCH_BYTES = 128 * 1024
+# uvloop's time() and timers count whole milliseconds: a timer may wake this far from its time.
+_TIMER_SLACK = 0.002
 _MEDIA_KINDS = {messages.AUDIO: Kind.AUDIO, messages.VIDEO: Kind.VIDEO}
 # Our replies to a publisher are handshake bytes, command answers, acks and pongs: this much
 # unsent means the peer does not read (and would make us hold whatever it provokes).
@@ -309,8 +311,7 @@ class _IngestConnection(asyncio.Protocol):
             # Rest until the next boundary of a clock every publisher shares: their reads then
             # fall in the same loop iteration (one wake-up for all streams, not one per stream),
             # and none rests longer than the window.
-            window = self._batch_seconds
-            boundary = (self._loop.time() // window + 1) * window
+            boundary = rest_until(self._loop.time(), self._batch_seconds)
             self._resume = self._loop.call_at(boundary, self._resume_reading)
 
     def _resume_reading(self) -> None:
@@ -462,6 +463,18 @@ class _IngestConnection(asyncio.Protocol):
         unit = media_unit(event)
         if unit is not None:
             self._feed.publish(unit)
+
+
+def rest_until(now: float, window: float) -> float:
+    """When a publisher that finished a batch at ``now`` reads again: the first boundary of the
+    shared ``window`` clock after ``now``, at most ``window`` plus a timer's slack away.
+
+    uvloop's clock and timers count whole milliseconds, so a rest timer fires at a boundary or a
+    millisecond either side of it, and floor division of such a float lands on the boundary just
+    reached (``1000.05 // 0.05 == 20000.0``): that rest would end at once and double the
+    wake-ups. Within a timer's slack of a boundary counts as at it.
+    """
+    return ((now + _TIMER_SLACK) // window + 1) * window
 
 
 def media_unit(event: ev.MediaMessage) -> MediaUnit | None:
