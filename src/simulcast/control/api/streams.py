@@ -77,6 +77,14 @@ async def _archive_spec(ctx: Ctx, dest: Destination, spec: OutputSpec) -> Output
     return OutputSpec(dest.id, "archive", spec.url, {**spec.options, **options})
 
 
+async def _start_output(ctx: Ctx, dest: Destination) -> None:
+    """Start ``dest``'s output on its stream's session when it is enabled and of a kind the
+    media plane runs (a stream that is not live starts it with its next session instead)."""
+    spec = output_spec(dest.id, dest.type, dest.url, dest.config)
+    if dest.enabled and spec is not None:
+        await ctx.engine.add_output(dest.stream_id, await _archive_spec(ctx, dest, spec))
+
+
 async def _add(
     session: AsyncSession,
     stream: Stream,
@@ -260,9 +268,7 @@ async def add_destination(
         _check_destination_count(len(existing) + 1, ctx.settings)
         dest, key = await _add(session, stream, body, ctx.settings)
         await billing.destination_changed(session, settings=ctx.settings, destination=dest)
-    spec = output_spec(dest.id, dest.type, dest.url, dest.config)
-    if dest.enabled and spec is not None:
-        await ctx.engine.add_output(stream.id, await _archive_spec(ctx, dest, spec))
+    await _start_output(ctx, dest)
     return DestinationCreated(id=dest.id, apiKey=key, playbackToken=dest.playback_token)
 
 
@@ -296,9 +302,7 @@ async def patch_destination(
             await billing.destination_changed(session, settings=ctx.settings, destination=dest)
     ctx.forget_cached()
     await ctx.engine.remove_output(id, dest.id)
-    spec = output_spec(dest.id, dest.type, dest.url, dest.config)
-    if dest.enabled and spec is not None:
-        await ctx.engine.add_output(id, await _archive_spec(ctx, dest, spec))
+    await _start_output(ctx, dest)
     out = await _stream_out(ctx, principal.account_id, id, base_url)
     return next(d for d in out.destinations if d.id == dest.id)
 
