@@ -13,8 +13,9 @@ never a sibling on its own floor, and control reaches the media plane only throu
 ====  =========================================================================================
 0     ``codecs`` (sans-I/O: imports nothing of ours but codecs) | ``support``: ``settings``,
       ``metrics``, ``periodic`` (the one supervision policy of background work and the one
-      backoff), ``closing``, ``engine`` (the seam's value types and protocols), ``web`` (the
-      templates and static files, read by the dashboard routes) and the package's ``__version__``
+      backoff), ``closing``, ``dialing`` (how a push and a pull connect to a server),
+      ``engine`` (the seam's value types and protocols), ``web`` (the templates and static
+      files, read by the dashboard routes) and the package's ``__version__``
 1     ``media``: the hub, sessions, instances, the Output and source protocols
 2     ``ingest`` | ``outputs``: siblings that share nothing but what is below them
 3     ``node``: the one module that assembles the media engine with its listeners and outputs
@@ -45,6 +46,7 @@ FLOORS: list[dict[str, tuple[str, ...]]] = [
             "simulcast.metrics",
             "simulcast.periodic",
             "simulcast.closing",
+            "simulcast.dialing",
             "simulcast.engine",
             "simulcast.web.*",
         ),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 
 from simulcast.codecs import amf0, flv
 from simulcast.codecs.rtmp import events as ev
@@ -19,6 +18,7 @@ from simulcast.codecs.rtmp.connection import ClientConnection
 from simulcast.codecs.rtmp.errors import RemoteProtocolError
 from simulcast.codecs.rtmp.url import InvalidRtmpUrl, parse_rtmp_url
 from simulcast.codecs.unit import Kind
+from simulcast.dialing import dial
 from simulcast.ingest.pull import PullTiming, ReconnectingPull
 from simulcast.ingest.rtmp_server import media_unit
 from simulcast.media.sources import PullTarget
@@ -63,13 +63,9 @@ class RtmpPull(ReconnectingPull):
         """One connection; ``True`` if it got as far as playing."""
         target = parse_rtmp_url(self.url)
         conn = ClientConnection(target.app, target.tc_url, target.stream_key, play=True)
-        async with asyncio.timeout(self._connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                target.host,
-                target.port,
-                ssl=ssl.create_default_context() if target.tls else None,
-                server_hostname=target.host if target.tls else None,
-            )
+        reader, writer = await dial(
+            target.host, target.port, tls=target.tls, seconds=self._connect_timeout
+        )
         self._writer = writer
         self._feed = None
         playing = False

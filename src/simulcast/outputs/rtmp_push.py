@@ -20,6 +20,7 @@ from simulcast.codecs.rtmp import messages
 from simulcast.codecs.rtmp.connection import ClientConnection
 from simulcast.codecs.rtmp.url import parse_rtmp_url
 from simulcast.codecs.unit import Kind, MediaUnit
+from simulcast.dialing import dial
 from simulcast.media.output import Output, OutputFailed, OutputLink, OutputRejected
 from simulcast.media.reader import Reader, ReaderClosed, is_metadata
 
@@ -66,13 +67,13 @@ class RtmpPush(Output):
         conn = ClientConnection(
             target.app, target.tc_url, target.stream_key, chunk_size=self._chunk_size
         )
-        async with asyncio.timeout(self._connect_timeout):
-            sock_reader, writer = await asyncio.open_connection(
-                target.host,
-                target.port,
-                ssl=self._tls_context() if target.tls else None,
-                server_hostname=target.host if target.tls else None,
-            )
+        sock_reader, writer = await dial(
+            target.host,
+            target.port,
+            tls=target.tls,
+            seconds=self._connect_timeout,
+            ca_file=self._ca_file,
+        )
         try:
             writer.transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
             _limit_unsent(writer)
@@ -86,10 +87,6 @@ class RtmpPush(Output):
         finally:
             # Never wait for a frozen destination to read what is still buffered.
             await close_writer(writer, self._close_grace)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        # Certificate and host name are verified like any TLS client (SNI via server_hostname).
-        return ssl.create_default_context(cafile=self._ca_file)
 
     async def _publish(
         self, conn: ClientConnection, sock: asyncio.StreamReader, writer: asyncio.StreamWriter
