@@ -53,6 +53,10 @@ gets ``timeout`` above the window for the same reason.
 
 ``--destinations ''`` (empty) skips the single-stream runs.
 
+``--repeat K``: K rounds of every single-stream and many-streams shape, the systems alternating
+within a round; the tables show each system's median run, and a last table the simulcast/nginx
+ratio of every round and its median (one run's ratio moves with nginx-rtmp's own spread).
+
 ``--profile PATH``: after the largest-N simulcast window, record the server for another window
 with ``py-spy record -f raw`` (a separate window, so sampling does not inflate the figures); each
 many-streams shape is recorded the same way, to ``PATH`` with ``-SxN`` before its suffix.
@@ -68,12 +72,13 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -783,6 +788,39 @@ def report_many(results: list[Result], shapes: list[tuple[int, int]]) -> None:
             print(f"{'':>8} simulcast/nginx-rtmp CPU {ours.cpu_ns / theirs.cpu_ns:5.2f}x")
 
 
+def median_runs(results: list[Result]) -> list[Result]:
+    """Each system's run with the median CPU per shape (the lower middle one of an even count),
+    in the order the shapes first ran."""
+    runs: dict[tuple[str, int, int], list[Result]] = {}
+    for r in results:
+        runs.setdefault((r.system, r.streams, r.n), []).append(r)
+    return [
+        sorted(group, key=lambda r: r.ms_per_dest_s)[(len(group) - 1) // 2]
+        for group in runs.values()
+    ]
+
+
+def report_rounds(results: list[Result], rounds: int) -> None:
+    """The simulcast/nginx-rtmp CPU ratio of every round and its median, per shape: nginx-rtmp's
+    own figure moves by up to a third between runs on a shared machine, so one run's ratio is
+    not a verdict."""
+    if rounds < 2:
+        return
+    print()
+    print(f"simulcast/nginx-rtmp CPU per round ({rounds} rounds) and the median")
+    for streams, n in dict.fromkeys((r.streams, r.n) for r in results):
+        ours, theirs = (
+            [r for r in results if (r.system, r.streams, r.n) == (system, streams, n)]
+            for system in ("simulcast", "nginx-rtmp")
+        )
+        if not ours or len(ours) != len(theirs):
+            continue
+        ratios = [a.ms_per_dest_s / b.ms_per_dest_s for a, b in zip(ours, theirs, strict=True)]
+        shape_ = f"N={n}" if streams == 1 else f"{streams}x{n}"
+        rounds_ = " ".join(f"{ratio:5.2f}x" for ratio in ratios)
+        print(f"{shape_:<8} {rounds_}   median {statistics.median(ratios):5.2f}x")
+
+
 def report_idle(results: list[IdleResult]) -> None:
     if not results:
         return
@@ -817,8 +855,17 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="py-spy raw profiles of simulcast (max N, each shape)"
     )
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every shape, systems alternating; the tables show each system's median "
+        "run and the ratios of every round",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here (every run)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        raise SystemExit("--repeat takes a whole number from 1")
     ns = [int(x) for x in args.destinations.split(",") if x]
     shapes = [shape(x) for x in args.streams.split(",") if x]
     systems = args.systems.split(",")
@@ -858,27 +905,37 @@ def main() -> None:
         with nginx(work / "sink", body, OTHER_CPU, sink_rtmp):
             sink = Sink(sink_rtmp, sink_http)
             bench = Bench(ffmpeg, source, sink, work, args.warmup, args.seconds, expected)
-            for n in ns:
-                print(f"N={n}", flush=True)
-                for system in systems:
-                    if system == "simulcast" and args.profile is not None and n == max(ns):
-                        results.append(run_simulcast(bench, n, profile=args.profile))
-                    else:
-                        results.append(runners[system](bench, n))
-            for streams, n in shapes:
-                print(f"{streams} streams x {n} destinations", flush=True)
-                shape_profile = None
-                if args.profile is not None:
-                    name = f"{args.profile.stem}-{streams}x{n}{args.profile.suffix}"
-                    shape_profile = args.profile.with_name(name)
-                results.append(run_simulcast(bench, n, streams, shape_profile))
-                results.append(run_nginx(bench, n, streams))
+            first = bench
+            for round_ in range(args.repeat):
+                if round_:
+                    print(f"round {round_ + 1} of {args.repeat}", flush=True)
+                    # Every run makes its own directories under the work directory.
+                    bench = replace(first, work=work / f"round-{round_ + 1}")
+                    bench.work.mkdir()
+                profile = args.profile if round_ == 0 else None
+                for n in ns:
+                    print(f"N={n}", flush=True)
+                    for system in systems:
+                        if system == "simulcast" and profile is not None and n == max(ns):
+                            results.append(run_simulcast(bench, n, profile=profile))
+                        else:
+                            results.append(runners[system](bench, n))
+                for streams, n in shapes:
+                    print(f"{streams} streams x {n} destinations", flush=True)
+                    shape_profile = None
+                    if profile is not None:
+                        name = f"{profile.stem}-{streams}x{n}{profile.suffix}"
+                        shape_profile = profile.with_name(name)
+                    results.append(run_simulcast(bench, n, streams, shape_profile))
+                    results.append(run_nginx(bench, n, streams))
             if args.idle:
                 print(f"{args.idle} idle connections", flush=True)
                 idle.append(idle_simulcast(bench, args.idle))
                 idle.append(idle_nginx(bench, args.idle))
-    report(results, ns, expected, args.seconds)
-    report_many(results, shapes)
+    medians = median_runs(results)
+    report(medians, ns, expected, args.seconds)
+    report_many(medians, shapes)
+    report_rounds(results, args.repeat)
     report_idle(idle)
     if args.json is not None:
         rows = [
