@@ -17,7 +17,7 @@ import m3u8
 
 from simulcast.codecs.hls import InitSegment, Segment
 from simulcast.outputs.hls import ChannelConfig, HlsChannel
-from tests.support import ServerProcess
+from tests.support import ServerProcess, wait_for
 
 SEGMENT_SECONDS = 1.0
 
@@ -115,11 +115,10 @@ class Live:
         self.wait_ready()
 
     def wait_offline(self, within: float = 10.0) -> None:
-        """Wait (at most ``within`` seconds) until the stream is no longer live; the caller
-        checks what it expects of the offline stream."""
-        deadline = time.monotonic() + within
-        while self.status(self.production.pk)["isLive"] and time.monotonic() < deadline:
-            time.sleep(0.2)
+        """Wait until the stream is no longer live; fail after ``within`` seconds."""
+        wait_for(
+            lambda: not self.status(self.production.pk)["isLive"], within, "the stream offline"
+        )
 
     def wait_ready(self, within: float = 20.0) -> dict[str, object]:
         deadline = time.monotonic() + within
