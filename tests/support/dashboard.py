@@ -4,7 +4,9 @@ axe, console-error watching, screenshots and an ffmpeg publisher."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +83,7 @@ def check_page(page: Any, shot: str) -> None:
 
 
 def screenshot(page: Any, shot: str, full_page: bool = False) -> None:
-    """Save a screenshot of the page into ``docs/screenshots/``."""
+    """Save a screenshot of the page into :data:`SHOTS`."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / shot), full_page=full_page)
 
@@ -100,7 +102,12 @@ def publish(url: str, seconds: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-SHOTS = REPO / "docs" / "screenshots"
+# A test run leaves the checkout as it found it: screenshots go to a scratch folder unless
+# SIMULCAST_TEST_SCREENSHOTS names another, e.g. docs/screenshots to refresh the README's.
+SHOTS = Path(
+    os.environ.get("SIMULCAST_TEST_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "simulcast-screenshots"
+)
 
 
 AXE = (REPO / "tests" / "web" / "vendor" / "axe.min.js").read_text()

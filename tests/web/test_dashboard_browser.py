@@ -5,7 +5,7 @@ sign in, create a stream with an RTMP destination (an in-test RTMP server) and a
 one, publish with ffmpeg and watch the page turn live by itself, play the preview, toggle a
 destination, manage webhooks (a local receiver), then watch the player from a fresh context
 until the publisher stops. Every page is checked for console errors and with axe-core, and
-screenshotted into ``docs/screenshots/``.
+screenshotted (into ``tests.support.dashboard.SHOTS``).
 """
 
 from __future__ import annotations

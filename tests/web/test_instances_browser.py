@@ -5,7 +5,7 @@ template, save a destination pointing at an in-test RTMP sink, launch, set the d
 the output through the overrides editor (a bad override shows the API's error first), publish
 with ffmpeg to the key the controls page shows, watch the input turn live, toggle the output
 LIVE (the sink receives media) and OFFLINE, then stop. Both pages pass axe-core, log no console
-error and are screenshotted into ``docs/screenshots/``.
+error and are screenshotted (into ``tests.support.dashboard.SHOTS``).
 """
 
 from __future__ import annotations
