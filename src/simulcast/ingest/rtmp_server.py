@@ -30,6 +30,7 @@ from simulcast.codecs.rtmp.connection import ServerConnection
 from simulcast.codecs.rtmp.errors import RemoteProtocolError
 from simulcast.codecs.unit import Kind, MediaUnit
 from simulcast.engine import PublishRefused, PublishRequest
+from simulcast.ingest.batch_clock import rest_until
 from simulcast.media.sources import APP, PublishHandler
 from simulcast.media.switcher import Feed
 from simulcast.settings import Settings
@@ -38,8 +39,6 @@ log = logging.getLogger("simulcast.ingest")
 
 # A batch this large means the publisher outruns one read per batch window: keep reading.
 _FULL_BATCH_BYTES = 128 * 1024
-# uvloop's time() and timers count whole milliseconds: a timer may wake this far from its time.
-_TIMER_SLACK = 0.002
 _MEDIA_KINDS = {messages.AUDIO: Kind.AUDIO, messages.VIDEO: Kind.VIDEO}
 # Our replies to a publisher are handshake bytes, command answers, acks and pongs: this much
 # unsent means the peer does not read (and would make us hold whatever it provokes).
@@ -459,18 +458,6 @@ class _IngestConnection(asyncio.Protocol):
         unit = media_unit(event)
         if unit is not None:
             self._feed.publish(unit)
-
-
-def rest_until(now: float, window: float) -> float:
-    """When a publisher that finished a batch at ``now`` reads again: the first boundary of the
-    shared ``window`` clock after ``now``, at most ``window`` plus a timer's slack away.
-
-    uvloop's clock and timers count whole milliseconds, so a rest timer fires at a boundary or a
-    millisecond either side of it, and floor division of such a float lands on the boundary just
-    reached (``1000.05 // 0.05 == 20000.0``): that rest would end at once and double the
-    wake-ups. Within a timer's slack of a boundary counts as at it.
-    """
-    return ((now + _TIMER_SLACK) // window + 1) * window
 
 
 def media_unit(event: ev.MediaMessage) -> MediaUnit | None:

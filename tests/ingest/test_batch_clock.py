@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulcast.ingest.rtmp_server import rest_until
+from simulcast.ingest.batch_clock import rest_until
 
 WINDOWS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
 
