@@ -3,7 +3,7 @@
     python -m bench.relay [--seconds 10] [--warmup 3] [--destinations 1,10,20]
                           [--streams 50x2,10x10] [--idle 1000]
                           [--profile simulcast-n20.txt]
-                          [--systems simulcast,sc-media,nginx-rtmp,ffmpeg]
+                          [--systems simulcast,sc-media,nginx-rtmp,ffmpeg,floor]
 
 One run measures the three relays side by side, one after another, on the same source:
 
@@ -31,6 +31,10 @@ One run measures the three relays side by side, one after another, on the same s
     parses an incoming RTMP stream and writes an outgoing one; the one-to-many fan-out that the
     other systems do themselves is done for free by the unmeasured sink. Measured: the sum over
     the N ffmpeg processes.
+  - ``floor`` (only when named in ``--systems``; N=1 only): ``bench/floor_proxy.py``, a uvloop
+    proxy that forwards the publisher's bytes to one sink stream unparsed, reading on the relay's
+    batch clock. Not a relay: the CPU below which nothing on asyncio + uvloop relays one stream
+    at this cadence, so ``simulcast`` minus ``floor`` is what the relay's own work costs.
 
 CPU time comes from the kernel's per-thread run time (``/proc/PID/task/*/schedstat``,
 nanoseconds), summed over the threads of the measured process(es) across a steady window that
@@ -74,6 +78,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -84,6 +89,7 @@ from pathlib import Path
 import httpx
 
 from simulcast.control.secretbox import new_key
+from simulcast.settings import Settings
 from tests.support import ServerProcess, free_port, fresh_postgres_database, make_server
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -470,6 +476,24 @@ def run_ffmpeg(bench: Bench, n: int, streams: int = 1) -> Result:
             return bench.measure("ffmpeg", n, [p.pid for p in procs], keys)
 
 
+def run_floor(bench: Bench, n: int, streams: int = 1) -> Result:
+    """``bench/floor_proxy.py`` between one publisher and one sink stream (N=1 only)."""
+    if (streams, n) != (1, 1):
+        raise ValueError("the floor proxy relays one stream to one destination")
+    (keys,) = destinations("floor", 1, 1)
+    port = free_port()
+    window = str(Settings.model_fields["relay_batch_seconds"].default)
+    script = Path(__file__).with_name("floor_proxy.py")
+    cmd = pinned(
+        RELAY_CPU, sys.executable, str(script), str(port), str(bench.sink.rtmp_port), window
+    )
+    with running([cmd]) as (proc,):
+        wait_port(port, proc, "floor proxy")
+        url = f"rtmp://127.0.0.1:{port}/{keys[0]}"
+        with running([publisher(bench.ffmpeg, bench.source, url)]):
+            return bench.measure("floor", 1, [proc.pid], keys)
+
+
 @contextlib.contextmanager
 def simulcast_server(bench: Bench, name: str, **settings: str) -> Iterator[ServerProcess]:
     """A fresh ``simulcast serve`` (SQLite, WARNING logs, free platforms) pinned to the relay
@@ -712,7 +736,7 @@ def record(pid: int, out: Path, seconds: float) -> None:
 
 def report(results: list[Result], ns: list[int], expected_mbps: float, window: float) -> None:
     by = {(r.system, r.n): r for r in results if r.streams == 1}
-    systems = ["simulcast", "sc-media", "nginx-rtmp", "ffmpeg"]
+    systems = ["simulcast", "sc-media", "nginx-rtmp", "ffmpeg", "floor"]
     if not by:
         return
     print()
@@ -747,6 +771,17 @@ def report(results: list[Result], ns: list[int], expected_mbps: float, window: f
         if ff is not None:
             line += f"   simulcast/ffmpeg CPU {ours.ms_per_dest_s / ff.ms_per_dest_s:5.2f}x"
         print(line)
+    floor, nginx_1, ours_1 = (
+        by.get(("floor", 1)),
+        by.get(("nginx-rtmp", 1)),
+        by.get(("simulcast", 1)),
+    )
+    if floor is not None and nginx_1 is not None:
+        line = f"N=1   floor/nginx-rtmp CPU {floor.ms_per_dest_s / nginx_1.ms_per_dest_s:5.2f}x"
+        if ours_1 is not None:
+            own = ours_1.ms_per_dest_s - floor.ms_per_dest_s
+            line += f"   simulcast above the floor {own:.2f} ms/s"
+        print(line)
     for n in ns:
         rss = {s: by[(s, n)].rss_kb / 1024 for s in systems if (s, n) in by}
         if len(rss) > 1:
@@ -769,6 +804,8 @@ def report(results: list[Result], ns: list[int], expected_mbps: float, window: f
 
 
 def report_many(results: list[Result], shapes: list[tuple[int, int]]) -> None:
+    if not shapes:
+        return
     by = {(r.system, r.streams, r.n): r for r in results}
     print()
     print("Many streams (S streams x N destinations), relay on CPU 0")
@@ -801,24 +838,28 @@ def median_runs(results: list[Result]) -> list[Result]:
 
 
 def report_rounds(results: list[Result], rounds: int) -> None:
-    """The simulcast/nginx-rtmp CPU ratio of every round and its median, per shape: nginx-rtmp's
-    own figure moves by up to a third between runs on a shared machine, so one run's ratio is
-    not a verdict."""
+    """The simulcast/nginx-rtmp CPU ratio of every round and its median, per shape (and the
+    floor's, where it ran): nginx-rtmp's own figure moves by up to a third between runs on a
+    shared machine, so one run's ratio is not a verdict."""
     if rounds < 2:
         return
-    print()
-    print(f"simulcast/nginx-rtmp CPU per round ({rounds} rounds) and the median")
-    for streams, n in dict.fromkeys((r.streams, r.n) for r in results):
-        ours, theirs = (
-            [r for r in results if (r.system, r.streams, r.n) == (system, streams, n)]
-            for system in ("simulcast", "nginx-rtmp")
-        )
-        if not ours or len(ours) != len(theirs):
-            continue
-        ratios = [a.ms_per_dest_s / b.ms_per_dest_s for a, b in zip(ours, theirs, strict=True)]
-        shape_ = f"N={n}" if streams == 1 else f"{streams}x{n}"
-        rounds_ = " ".join(f"{ratio:5.2f}x" for ratio in ratios)
-        print(f"{shape_:<8} {rounds_}   median {statistics.median(ratios):5.2f}x")
+    for system in ("simulcast", "floor"):
+        rows = []
+        for streams, n in dict.fromkeys((r.streams, r.n) for r in results):
+            ours, theirs = (
+                [r for r in results if (r.system, r.streams, r.n) == (name, streams, n)]
+                for name in (system, "nginx-rtmp")
+            )
+            if not ours or len(ours) != len(theirs):
+                continue
+            ratios = [a.ms_per_dest_s / b.ms_per_dest_s for a, b in zip(ours, theirs, strict=True)]
+            shape_ = f"N={n}" if streams == 1 else f"{streams}x{n}"
+            rounds_ = " ".join(f"{ratio:5.2f}x" for ratio in ratios)
+            rows.append(f"{shape_:<8} {rounds_}   median {statistics.median(ratios):5.2f}x")
+        if rows:
+            print()
+            print(f"{system}/nginx-rtmp CPU per round ({rounds} rounds) and the median")
+            print("\n".join(rows))
 
 
 def report_idle(results: list[IdleResult]) -> None:
@@ -888,6 +929,7 @@ def main() -> None:
         "ffmpeg": run_ffmpeg,
         "simulcast": run_simulcast,
         "sc-media": run_simulcast_media,
+        "floor": run_floor,
     }
     results: list[Result] = []
     idle: list[IdleResult] = []
@@ -916,6 +958,8 @@ def main() -> None:
                 for n in ns:
                     print(f"N={n}", flush=True)
                     for system in systems:
+                        if system == "floor" and n != 1:
+                            continue  # one destination is all a byte proxy can feed
                         if system == "simulcast" and profile is not None and n == max(ns):
                             results.append(run_simulcast(bench, n, profile=profile))
                         else:
