@@ -106,6 +106,7 @@ class Media:
     first_video_keyframe: bool
     monotonic: bool
     video_codec: str
+    max_video_step_ms: float = 0.0  # the longest step between consecutive video frames' dts
 
 
 def probe(path: Path) -> Media:
@@ -116,23 +117,34 @@ def probe(path: Path) -> Media:
         first_key: bool | None = None
         last_dts: dict[int, int] = {}
         monotonic = True
+        max_step = 0.0
         for packet in container.demux():
             if packet.dts is None or packet.size == 0:
                 continue
             index = packet.stream.index
             if packet.dts < last_dts.get(index, -(2**62)):
                 monotonic = False
+            previous = last_dts.get(index)
             last_dts[index] = packet.dts
             if packet.stream.type == "audio":
                 audio += 1
             elif packet.stream.type == "video":
+                if previous is not None and packet.time_base is not None:
+                    max_step = max(
+                        max_step, float((packet.dts - previous) * packet.time_base) * 1000
+                    )
                 if first_key is None:
                     first_key = packet.is_keyframe
                 frames += len(packet.decode())
         if video is not None:
             video.codec_context.flush_buffers()
         return Media(
-            frames, audio, bool(first_key), monotonic, video.codec_context.name if video else ""
+            frames,
+            audio,
+            bool(first_key),
+            monotonic,
+            video.codec_context.name if video else "",
+            max_step,
         )
 
 
