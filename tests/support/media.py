@@ -122,9 +122,9 @@ def probe(path: Path) -> Media:
             if packet.dts is None or packet.size == 0:
                 continue
             index = packet.stream.index
-            if packet.dts < last_dts.get(index, -(2**62)):
-                monotonic = False
             previous = last_dts.get(index)
+            if previous is not None and packet.dts < previous:
+                monotonic = False
             last_dts[index] = packet.dts
             if packet.stream.type == "audio":
                 audio += 1
