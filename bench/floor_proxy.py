@@ -1,11 +1,11 @@
 """The floor under any relay written on asyncio + uvloop: forward bytes, on the relay's cadence.
 
-    python -m bench.floor_proxy LISTEN_PORT UPSTREAM_PORT [BATCH_SECONDS]
+    python -m bench.floor_proxy LISTEN_PORT UPSTREAM_PORT BATCH_SECONDS
 
 Each connection that arrives on ``LISTEN_PORT`` (127.0.0.1) is joined to a new connection to
 ``UPSTREAM_PORT``, and bytes go both ways unparsed. Reading from the arriving side rests between
 reads until the next boundary of the same shared clock ``simulcast serve``'s ingest rests on
-(``simulcast.ingest.batch_clock``, ``BATCH_SECONDS`` 0.05 like ``relay_batch_seconds``), so it
+(``simulcast.ingest.batch_clock``; ``bench.relay`` passes ``relay_batch_seconds``' default), so it
 wakes as often as the relay does and writes what it read in one go, as the relay's push does.
 
 ``bench.relay --systems floor`` puts it between a publisher and the sink at N=1: a relay of one
@@ -51,11 +51,12 @@ class Arriving(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: Upstream | None = None
         self.early: list[bytes] = []  # what arrived before the upstream connection was up
+        self.loop = asyncio.get_running_loop()
+        self.connecting: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.loop = asyncio.get_running_loop()
-        self.loop.create_task(self.connect())
+        self.connecting = self.loop.create_task(self.connect())
 
     async def connect(self) -> None:
         _, upstream = await self.loop.create_connection(
@@ -103,8 +104,11 @@ async def serve(listen_port: int, upstream_port: int, batch_seconds: float) -> N
 
 
 def main() -> None:
-    listen_port, upstream_port = int(sys.argv[1]), int(sys.argv[2])
-    batch_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 0.05
+    listen_port, upstream_port, batch_seconds = (
+        int(sys.argv[1]),
+        int(sys.argv[2]),
+        float(sys.argv[3]),
+    )
     uvloop.run(serve(listen_port, upstream_port, batch_seconds))
 
 
