@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support import ServerProcess, make_server
+from tests.support import ServerProcess, make_server, poll_until
 from tests.support.accounts import ApiAccount, query
 from tests.support.nostr_relays import CompromisedRelay, LocalRelay
 from tests.support.wallets import LightningNetwork, WalletService
@@ -107,6 +107,27 @@ class Streamer(ApiAccount):
                 self.id,
             )
         ]
+
+    async def settled_topups(self, within: float = 10.0) -> list[tuple[int, str, str]]:
+        """``(sats, status, source)`` of every top-up of the account, once none is in flight: a
+        top-up asked for just before a session or instance stops is still paid and credited."""
+
+        async def settled() -> list[tuple[int, str, str]] | None:
+            rows = [
+                (int(a), str(s), str(src))
+                for a, s, src in query(
+                    self.server,
+                    "SELECT amount_sats, status, source FROM lightning_topups"
+                    " WHERE account_id = ? ORDER BY id",
+                    self.id,
+                )
+            ]
+            return None if any(s == "pending" for _, s, _ in rows) else rows
+
+        settled_rows: list[tuple[int, str, str]] = await poll_until(
+            settled, within, "no top-up in flight"
+        )
+        return settled_rows
 
     async def webhook(self, events: list[str]) -> int:
         """A webhook (to a closed port: deliveries stay queued) subscribed to ``events``."""

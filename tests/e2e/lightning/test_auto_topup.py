@@ -99,11 +99,7 @@ async def test_auto_topup_keeps_a_session_running_past_its_initial_balance(
     charged = _charged(server, pk)
     assert charged == 2 * minutes > 6
 
-    topups = query(
-        server,
-        "SELECT amount_sats, status, source FROM lightning_topups WHERE account_id = ?",
-        streamer.id,
-    )
+    topups = await streamer.settled_topups()
     assert topups and all(t == (10, "paid", "auto") for t in topups)
     paid = 10 * len(topups)
     assert wallets.streamer.balance_sats == 50_000 - paid

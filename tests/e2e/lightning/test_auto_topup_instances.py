@@ -66,17 +66,6 @@ async def _cost(v1: V1) -> int:
     return int(usage["costSats"])
 
 
-def _auto_topups(server: ServerProcess, streamer: Streamer) -> list[tuple[int, str, str]]:
-    return [
-        (int(a), str(s), str(src))
-        for a, s, src in query(
-            server,
-            "SELECT amount_sats, status, source FROM lightning_topups WHERE account_id = ?",
-            streamer.id,
-        )
-    ]
-
-
 @pytest.mark.parametrize(
     "below",
     [
@@ -105,7 +94,7 @@ async def test_auto_topup_keeps_an_instance_running_past_its_initial_balance(
     (usage,) = (await asyncio.to_thread(v1.ok, "GET", "/usage"))["usage"]
     assert usage["costSats"] == usage["seconds"] * SATS_PER_SECOND > FUNDS + TOPUP
 
-    topups = _auto_topups(server, streamer)
+    topups = await streamer.settled_topups()
     assert len(topups) >= 2 and all(t == (TOPUP, "paid", "auto") for t in topups), topups
     paid = TOPUP * len(topups)
     assert sum(a for _, a in streamer.lightning_credits()) == paid
