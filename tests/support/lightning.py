@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -109,10 +110,14 @@ class Streamer(ApiAccount):
         ]
 
     async def settled_topups(self, within: float = 10.0) -> list[tuple[int, str, str]]:
-        """``(sats, status, source)`` of every top-up of the account, once none is in flight: a
-        top-up asked for just before a session or instance stops is still paid and credited."""
+        """``(sats, status, source)`` of every top-up of the account, once none has been in
+        flight for half a second: a top-up asked for as a session or instance stops (by a meter
+        tick that raced the stop) is still paid and credited."""
+        last: list[tuple[int, str, str]] | None = None
+        since = 0.0
 
         async def settled() -> list[tuple[int, str, str]] | None:
+            nonlocal last, since
             rows = [
                 (int(a), str(s), str(src))
                 for a, s, src in query(
@@ -122,7 +127,11 @@ class Streamer(ApiAccount):
                     self.id,
                 )
             ]
-            return None if any(s == "pending" for _, s, _ in rows) else rows
+            now = time.monotonic()
+            if rows != last or any(s == "pending" for _, s, _ in rows):
+                last, since = rows, now
+                return None
+            return rows if now - since >= 0.5 else None
 
         settled_rows: list[tuple[int, str, str]] = await poll_until(
             settled, within, "no top-up in flight"
