@@ -43,6 +43,7 @@ _MEDIA_KINDS = {messages.AUDIO: Kind.AUDIO, messages.VIDEO: Kind.VIDEO}
 # Our replies to a publisher are handshake bytes, command answers, acks and pongs: this much
 # unsent means the peer does not read (and would make us hold whatever it provokes).
 _MAX_UNSENT_REPLIES = 256 * 1024
+_STALL_RECHECK_SECONDS = 0.1
 
 
 class Admission:
@@ -179,6 +180,7 @@ class _IngestConnection(asyncio.Protocol):
         self._authorizing = False
         self._end: tuple[str, bool] | None = None
         self._last_data = 0.0
+        self._stall_suspected = False
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None  # a strong reference while it runs
         self._batch_seconds = settings.relay_batch_seconds
@@ -405,7 +407,15 @@ class _IngestConnection(asyncio.Protocol):
     def _check_stall(self) -> None:
         deadline = self._last_data + self._settings.rtmp_publish_stall_seconds
         if self._loop.time() < deadline:
+            self._stall_suspected = False
             self._timer = self._loop.call_at(deadline, self._check_stall)
+            return
+        if not self._stall_suspected:
+            # A busy loop runs this check before it reads what came meanwhile (timers that are
+            # due run before the next poll, and a batch's rest may have just ended): judge only
+            # after the loop has had a turn at reading.
+            self._stall_suspected = True
+            self._timer = self._loop.call_later(_STALL_RECHECK_SECONDS, self._check_stall)
             return
         log.warning("closing %s: publisher stalled (no data)", self._peer)
         self._close("publisher_stalled", explicit=False)

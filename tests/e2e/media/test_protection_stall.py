@@ -23,7 +23,7 @@ from simulcast.codecs.rtmp.connection import ClientConnection
 from simulcast.codecs.unit import Kind
 from simulcast.engine import OutputSpec, PublisherLost, SessionEnded
 from tests.support import eventually
-from tests.support.media import FFMPEG, X264
+from tests.support.media import FFMPEG, X264, Processes, end_reasons
 from tests.support.rtmp_sink import RtmpSink
 
 pytestmark = pytest.mark.media
@@ -108,4 +108,24 @@ async def test_silent_publisher_is_lost_after_stall_seconds_and_protection_takes
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+        await sink.close()
+
+
+async def test_a_busy_loop_is_not_a_stalled_publisher(make_engine: Any, procs: Processes) -> None:
+    # A loaded machine: the loop that reads the publisher is held for longer than the stall
+    # period while ffmpeg goes on sending. What it sent waits in the socket; the publisher is
+    # not lost, and the publish ends when ffmpeg does.
+    engine, control = await make_engine(rtmp_publish_stall_seconds=STALL_SECONDS)
+    sink = RtmpSink()
+    await sink.start()
+    control.allow("key", 1, [OutputSpec(1, "rtmp", f"rtmp://127.0.0.1:{sink.port}/app/k")], 30)
+    publisher = await procs.publish(engine.ingest.port, "key", seconds=4)
+    try:
+        await eventually(lambda: sink.publishes == 1, within=10)
+        await asyncio.sleep(0.5)
+        time.sleep(STALL_SECONDS * 1.5)  # noqa: ASYNC251 -- holding the loop is the point
+        assert await asyncio.wait_for(publisher.wait(), 15) == 0
+        assert await end_reasons(control) == ["publisher_disconnected"]
+        assert not [e for e in control.events if isinstance(e, PublisherLost)]
+    finally:
         await sink.close()
