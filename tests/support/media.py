@@ -106,7 +106,7 @@ class Media:
     first_video_keyframe: bool
     monotonic: bool
     video_codec: str
-    max_video_step_ms: float = 0.0  # the longest step between consecutive video frames' dts
+    max_video_step_ms: float  # the longest step between consecutive video frames' dts
 
 
 def probe(path: Path) -> Media:
